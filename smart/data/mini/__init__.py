@@ -1,0 +1,1 @@
+"""The mini open-vocabulary world (the default, CPU-sized profile)."""

@@ -1,0 +1,86 @@
+"""Where every artifact of the pipeline lives: the one map from (stage, wildcards) to paths.
+
+Both the Snakefile and dvc.yaml (and their parity test) use these functions, so a path is written
+in exactly one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Evaluation datasets (aliases of smart.data.registry) in Table 1 column order.
+EVAL_DATASETS = ("coco", "ade150", "mapillary", "ade847", "pc59", "pc459")
+REFER_DATASETS = ("refcoco", "refcoco+")
+ALL_DATASETS = ("coco_train",) + EVAL_DATASETS + REFER_DATASETS
+
+# Which generation/preparation unit produces each dataset, per profile.
+MINI_UNIT = {"coco_train": "coco", "coco": "coco", "ade150": "ade", "ade847": "ade", "mapillary": "mapillary",
+             "pc59": "pascal", "pc459": "pascal", "refcoco": "refer", "refcoco+": "refer"}
+PAPER_UNIT = {"coco_train": "coco", "coco": "coco", "ade150": "ade20k_150", "ade847": "ade20k_847",
+              "mapillary": "mapillary_vistas", "pc59": "pascal_ctx_59", "pc459": "pascal_ctx_459",
+              "refcoco": "refcoco", "refcoco+": "refcoco+"}
+# Directories each mini unit writes (relative to the mini root); DVC tracks them as outputs.
+MINI_UNIT_DIRS = {
+    "vocab": ("vocab",), "coco": ("coco",), "ade": ("ADEChallengeData2016", "ADE20K_2021_17_01"),
+    "mapillary": ("mapillary_vistas",), "pascal": ("pascal_ctx_d2",), "refer": ("refer",), "captions": ("captions",),
+}
+
+
+def profile(params: dict) -> str:
+    return params["profile"]
+
+
+def data_root(params: dict) -> str:
+    return params["data"]["mini_root"] if profile(params) == "mini" else params["data"]["paper_root"]
+
+
+def mini_stamp(params: dict, unit: str) -> str:
+    return f"{params['data']['mini_root']}/.mini/{unit}.json"
+
+
+def paper_stamp(params: dict, unit: str) -> str:
+    return f"{params['data']['paper_root']}/.prepared/{unit}.json"
+
+
+def dataset_ready(params: dict, dataset: str) -> list[str]:
+    """The stamp files that must exist before ``dataset`` can be read."""
+    if profile(params) == "mini":
+        return [mini_stamp(params, "vocab"), mini_stamp(params, MINI_UNIT[dataset])]
+    return [paper_stamp(params, PAPER_UNIT[dataset])]
+
+
+def dataset_check(dataset: str) -> str:
+    return f"results/datasets/{dataset}.json"
+
+
+def dataset_grid(dataset: str) -> str:
+    return f"results/figures/datasets/{dataset}.png"
+
+
+def table(name: str) -> str:
+    return f"results/{name}.csv"
+
+
+def table1_inputs(params: dict) -> list[str]:
+    return [dataset_check(d) for d in ("coco_train",) + EVAL_DATASETS]
+
+
+def all_targets(params: dict) -> list[str]:
+    out = [table("table1")]
+    out += [dataset_check(d) for d in ALL_DATASETS]
+    out += [dataset_grid(d) for d in ALL_DATASETS]
+    if profile(params) == "mini":
+        out.append(mini_stamp(params, "captions"))
+    return out
+
+
+def log(stage: str, name: str) -> str:
+    return f"logs/{stage}/{name}.log"
+
+
+def bench(stage: str, name: str) -> str:
+    return f"benchmarks/{stage}/{name}.tsv"
+
+
+def as_path(p: str) -> Path:
+    return Path(p)

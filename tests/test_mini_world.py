@@ -1,0 +1,175 @@
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from smart.data.mini.generate import benchmark_vocabularies, generate
+from smart.data.mini.world import (
+    DOMAINS,
+    STUFF_FAMILIES,
+    STUFF_TEXTURES,
+    THING_COLOURS,
+    THING_PATTERNS,
+    Canvas,
+    ClassSampler,
+    build_universe,
+    render_scene,
+)
+from smart.data.registry import Dataset
+
+U = build_universe()
+HELD_OUT = {c.name for c in U if not c.seen_in_coco}
+
+
+def test_universe_is_attribute_product_with_unique_names():
+    assert len(U) == 48 and sum(c.isthing for c in U) == 24
+    synonyms = [s for c in U for s in c.synonyms]
+    assert len(synonyms) == len(set(synonyms)), "a synonym names two classes"
+    assert len({c.name for c in U}) == 48
+
+
+def test_seen_split_covers_every_attribute_but_not_every_combination():
+    seen = [c for c in U if c.seen_in_coco]
+    assert len(seen) == 24 and len(HELD_OUT) == 24
+    things = [c for c in seen if c.isthing]
+    stuff = [c for c in seen if not c.isthing]
+    assert {c.a for c in things} == set(THING_PATTERNS) and {c.b for c in things} == set(THING_COLOURS)
+    assert {c.a for c in stuff} == set(STUFF_TEXTURES) and {c.b for c in stuff} == set(STUFF_FAMILIES)
+
+
+def test_vocabularies_nest_and_hold_out():
+    v = benchmark_vocabularies(0)
+    idx = {k: {c.index for c in cs} for k, cs in v.items()}
+    assert all(c.seen_in_coco for c in v["coco_panoptic"])
+    assert idx["ade20k_150"] <= idx["ade20k_847"] and idx["pascal_ctx_59"] <= idx["pascal_ctx_459"]
+    assert len(idx["ade20k_847"]) > len(idx["ade20k_150"]) and len(idx["pascal_ctx_459"]) > len(idx["pascal_ctx_59"])
+    for key in ("ade20k_150", "ade20k_847", "mapillary_vistas", "pascal_ctx_59", "pascal_ctx_459"):
+        names = {c.name for c in v[key]}
+        assert names & HELD_OUT, key
+        assert names - HELD_OUT, key
+    assert benchmark_vocabularies(0) == v  # deterministic
+
+
+def test_held_out_classes_never_occur_in_coco_training_split(mini_root):
+    ds = Dataset.open("coco_train", root=mini_root)
+    assert len(ds) == 60
+    for rec in ds.records:  # the annotations
+        for seg in rec["segments_info"]:
+            assert ds.vocab[seg["train_id"]].name not in HELD_OUT
+    for i in range(len(ds)):  # and the pixels
+        s = ds[i]
+        labels = np.unique(s["sem_seg"])
+        assert all(ds.vocab[int(t)].name not in HELD_OUT for t in labels if t != 255)
+    # the vocabulary itself has no held-out class
+    assert not {c.name for c in ds.vocab} & HELD_OUT
+
+
+@pytest.mark.parametrize("name", ["ade150", "ade847", "mapillary", "pc59", "pc459"])
+def test_evaluation_sets_contain_held_out_classes(mini_root, name):
+    ds = Dataset.open(name, root=mini_root)
+    present = set()
+    for i in range(len(ds)):
+        sem = ds[i]["sem_seg"]
+        present |= {ds.vocab[int(t)].name for t in np.unique(sem) if t != ds.ignore_label}
+    assert present & HELD_OUT
+
+
+def _digest(root: Path, sub: str) -> str:
+    h = hashlib.sha256()
+    for p in sorted((root / sub).rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_generation_is_deterministic_and_independent_of_workers(tmp_path, small_world_cfg):
+    cfg = json.loads(json.dumps(small_world_cfg))
+    cfg["sizes"]["mapillary_val"] = 9
+    generate("mapillary", tmp_path / "a", cfg, workers=1)
+    generate("mapillary", tmp_path / "b", cfg, workers=2)
+    assert _digest(tmp_path / "a", "mapillary_vistas") == _digest(tmp_path / "b", "mapillary_vistas")
+    cfg["seed"] = 1
+    generate("mapillary", tmp_path / "c", cfg, workers=1)
+    assert _digest(tmp_path / "a", "mapillary_vistas") != _digest(tmp_path / "c", "mapillary_vistas")
+
+
+def test_domains_have_different_image_statistics():
+    canvas = Canvas(64)
+
+    def stats(domain):
+        rng = np.random.default_rng(0)
+        sampler = ClassSampler.build(U)
+        area, count, bright = [], [], []
+        for _ in range(40):
+            s = render_scene(canvas, DOMAINS[domain], sampler, rng)
+            area += [t.mask.mean() for t in s.things if not t.iscrowd]
+            count.append(len(s.things))
+            bright.append(s.image.mean())
+        return np.mean(area), np.mean(count), np.mean(bright)
+
+    coco, mv = stats("coco"), stats("mapillary")
+    assert mv[0] < 0.5 * coco[0]  # smaller objects
+    assert mv[1] > coco[1]  # more clutter
+    assert mv[2] < coco[2]  # darker
+
+
+def test_file_formats_match_the_real_benchmarks(mini_root):
+    with Image.open(next((mini_root / "ADE20K_2021_17_01/annotations_detectron2/validation").iterdir())) as im:
+        assert np.asarray(im).dtype == np.uint16
+    with Image.open(next((mini_root / "pascal_ctx_d2/annotations_ctx459/validation").iterdir())) as im:
+        assert np.asarray(im).dtype == np.uint16
+    pan = json.loads((mini_root / "coco/annotations/panoptic_val2017.json").read_text())
+    assert {"images", "annotations", "categories"} <= set(pan)
+    assert all(isinstance(im["id"], int) for im in pan["images"])
+    ade = json.loads((mini_root / "ADEChallengeData2016/ade20k_panoptic_val.json").read_text())
+    assert all(isinstance(im["id"], str) for im in ade["images"])  # string ids, as ADE
+    mv = Dataset.open("mapillary", root=mini_root)
+    assert mv.ignore_label == len(mv.vocab)  # Mapillary: ignore = number of classes
+    vocab = json.loads((mini_root / "vocab/categories_with_synonyms.json").read_text())
+    assert set(vocab) >= {"coco_panoptic", "ade20k_150", "ade20k_847", "mapillary_vistas", "pascal_ctx_59",
+                          "pascal_ctx_459", "universe"}
+    line = (mini_root / "vocab/coco_panoptic_with_prompt_eng.txt").read_text().splitlines()[0]
+    cid, names = line.split(":")
+    assert int(cid) >= 1 and len(names.split(",")) == 3
+
+
+def test_caption_corpus_is_webdataset_with_hard_negative_groups(mini_root):
+    manifest = json.loads((mini_root / "captions/manifest.json").read_text())
+    assert manifest["num_samples"] == 24 and len(manifest["shards"]) == 3
+    samples = {}
+    for shard in manifest["shards"]:
+        with tarfile.open(mini_root / "captions" / shard) as tar:
+            for m in tar.getmembers():
+                key, ext = m.name.split(".")
+                samples.setdefault(key, {})[ext] = tar.extractfile(m).read()
+    assert len(samples) == 24
+    groups = {}
+    for key, s in samples.items():
+        assert set(s) == {"png", "txt", "json"}
+        assert Image.open(io.BytesIO(s["png"])).size == (32, 32)
+        meta = json.loads(s["json"])
+        assert s["txt"].decode().strip()
+        if meta["group"] >= 0:
+            groups.setdefault(meta["group"], []).append((s["txt"].decode(), meta))
+    assert groups, "expected at least one hard-negative group"
+    for members in groups.values():
+        assert len(members) == 4
+        stuff = {tuple(m["stuff"]) for _, m in members}
+        assert len(stuff) == 1  # same background in every member
+        assert len({t for t, _ in members}) > 1  # captions differ (fill patterns changed)
+
+
+def test_referring_sets(mini_root):
+    for name in ("refcoco", "refcoco+"):
+        ds = Dataset.open(name, root=mini_root)
+        for i in range(len(ds)):
+            s = ds[i]
+            assert s["mask"].any()
+            if name == "refcoco+":
+                assert not any(w in " ".join(s["sentences"]) for w in ("left", "right", "top", "bottom", "upper", "lower"))

@@ -1,0 +1,69 @@
+# Dataset stage: the mini world (mini profile) or real-dataset preparation (paper profile),
+# then a full validation pass and a picture of each benchmark.
+
+
+rule mini_world:
+    output:
+        config["data"]["mini_root"] + "/.mini/{unit}.json",
+    params:
+        world=config["mini_world"],
+        root=config["data"]["mini_root"],
+    input:
+        MINI_WORLD_CODE,
+    log:
+        "logs/mini_world/{unit}.log",
+    benchmark:
+        "benchmarks/mini_world/{unit}.tsv"
+    threads: 2
+    shell:
+        "python -m smart make-mini {wildcards.unit} --params params.yaml --out {params.root}"
+        " --workers {threads} > {log} 2>&1"
+
+
+rule prepare_dataset:
+    output:
+        config["data"]["paper_root"] + "/.prepared/{unit}.json",
+    params:
+        root=config["data"]["paper_root"],
+    log:
+        "logs/prepare/{unit}.log",
+    benchmark:
+        "benchmarks/prepare/{unit}.tsv"
+    threads: 8
+    shell:
+        "python -m smart prepare {wildcards.unit} --root {params.root} --download --workers {threads}"
+        " > {log} 2>&1"
+
+
+rule check_dataset:
+    input:
+        lambda wc: P.dataset_ready(config, wc.dataset),
+    output:
+        P.dataset_check("{dataset}"),
+    params:
+        profile=PROFILE,
+        root=ROOT,
+    log:
+        "logs/check_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/check_dataset/{dataset}.tsv"
+    shell:
+        "python -m smart check-dataset {wildcards.dataset} --profile {params.profile} --root {params.root}"
+        " --out {output} > {log} 2>&1"
+
+
+rule dataset_grid:
+    input:
+        lambda wc: P.dataset_ready(config, wc.dataset),
+    output:
+        P.dataset_grid("{dataset}"),
+    params:
+        profile=PROFILE,
+        root=ROOT,
+    log:
+        "logs/dataset_grid/{dataset}.log",
+    benchmark:
+        "benchmarks/dataset_grid/{dataset}.tsv"
+    shell:
+        "python -m smart show-dataset {wildcards.dataset} --profile {params.profile} --root {params.root}"
+        " --out {output} > {log} 2>&1"
