@@ -16,16 +16,15 @@ and unreadable files raise :class:`~smart.errors.DatasetError` naming the file a
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from smart.data.categories import Vocabulary, builtin_vocab, load_vocab_json
 from smart.errors import DatasetError
+from smart.io import load_json, read_label_map, read_panoptic_png, read_rgb
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 MINI_VOCAB_FILE = "vocab/categories_with_synonyms.json"
@@ -109,52 +108,8 @@ def load_vocabulary(spec: DatasetSpec, root: Path, profile: str) -> Vocabulary:
 # --------------------------------------------------------------------------------------------------
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """RGB uint8 array (H, W, 3)."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise DatasetError("image file not found", path=path) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DatasetError(f"cannot decode image ({exc})", path=path) from None
-
-
-def read_label(path: str | Path) -> np.ndarray:
-    """A semantic label map as an integer array (uint8 PNG or 16-bit PNG/TIFF)."""
-    try:
-        with Image.open(path) as im:
-            if im.mode in ("RGB", "RGBA"):
-                raise DatasetError(f"label map has mode {im.mode}; expected a single channel", path=path)
-            arr = np.asarray(im)
-    except FileNotFoundError:
-        raise DatasetError("label file not found", path=path) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DatasetError(f"cannot decode label map ({exc})", path=path) from None
-    if arr.dtype == np.int32 or arr.dtype == np.int64:  # PIL "I" mode for some 16-bit files
-        arr = arr.astype(np.int64)
-    return arr
-
-
-def read_panoptic_png(path: str | Path) -> np.ndarray:
-    """Segment ids ``R + 256 G + 256^2 B`` as int64 (H, W)."""
-    try:
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB")).astype(np.int64)
-    except FileNotFoundError:
-        raise DatasetError("panoptic PNG not found", path=path) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DatasetError(f"cannot decode panoptic PNG ({exc})", path=path) from None
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
-
-
 def _load_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatasetError("annotation file not found", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"not valid JSON ({exc})", path=path) from None
+    return load_json(path, "annotation file")
 
 
 def _find_image(image_dir: Path, stem: str) -> Path | None:
@@ -318,14 +273,14 @@ class Dataset:
         """
         rec = self.records[i]
         out = dict(rec)
-        image = read_image(rec["file_name"])
+        image = read_rgb(rec["file_name"], convert=True)
         out["image"] = image
         H, W = image.shape[:2]
         if rec.get("height") not in (None, H) or rec.get("width") not in (None, W):
             raise DatasetError(f"image is {W}x{H} but the annotation says {rec['width']}x{rec['height']}",
                                path=rec["file_name"], field="height/width")
         if "pan_seg_file" in rec:
-            ids = read_panoptic_png(rec["pan_seg_file"])
+            ids = read_panoptic_png(rec["pan_seg_file"], image_id=rec["image_id"])
             self._check_size(ids, H, W, rec["pan_seg_file"])
             png_ids = set(np.unique(ids).tolist()) - {0}
             json_ids = {s["id"] for s in rec["segments_info"]}
@@ -338,7 +293,7 @@ class Dataset:
                                    f"have no pixels in the PNG", path=rec["pan_seg_file"], field="segments_info")
             out["pan_ids"] = ids
         if "sem_seg_file" in rec:
-            sem = read_label(rec["sem_seg_file"])
+            sem = read_label_map(rec["sem_seg_file"], image=rec["image_id"])
             self._check_size(sem, H, W, rec["sem_seg_file"])
             bad = (sem != self.ignore_label) & (sem >= len(self.vocab))
             if bad.any():

@@ -1,7 +1,7 @@
 """Model outputs -> the inputs of the evaluators (detectron2 / Mask2Former conventions).
 
 * :func:`from_detectron2_panoptic`: detectron2 ``COCOPanopticEvaluator.process`` semantics
-  (``shared/docs/evaluation.md`` §1.5): with ``segments_info`` (Mask2Former / FC-CLIP), ids 1..K are
+  (``docs/evaluation.md`` §1.5): with ``segments_info`` (Mask2Former / FC-CLIP), ids 1..K are
   segments, 0 is void and each segment's contiguous ``category_id`` is mapped back to the dataset id
   through the thing or stuff inverse map chosen by its ``isthing``; without ``segments_info`` the map
   holds ``category · label_divisor + instance`` with −1 for void, segments are built from its unique

@@ -1,6 +1,6 @@
 """Panoptic Quality exactly as cocodataset/panopticapi ``pq_compute`` (commit 7bb4655) defines it.
 
-The rules (``shared/docs/evaluation.md`` §1), all implemented here and tested in ``tests/eval``:
+The rules (``docs/evaluation.md`` §1), all implemented here and tested in ``tests/eval``:
 
 * segment id = R + 256·G + 256²·B; **segment id 0 is VOID** (category id 0 is a real category);
 * scored categories come from the **GT** JSON; a prediction's ``area`` is its pixel count, a GT
@@ -495,11 +495,9 @@ def _pair_annotations(gt_anns: list, pred_anns: list, gt_json: Path, pred_json: 
             raise InputError(f"no prediction for this GT image{hint}", path=pred_json, field=_where(iid))
         pairs.append((a, p))
     extra = [k for k in pred_by_id if k not in seen]
-    if extra:
-        msg = f"{len(extra)} prediction image(s) are not in the GT, e.g. {extra[:5]}"
-        if strict:
-            raise InputError(msg, path=pred_json, field=_where(extra[0]))
-        log.warning("%s: %s (ignored, as panopticapi)", pred_json, msg)
+    if extra:  # panopticapi ignores them; so do we (a prediction file may cover a superset of images)
+        log.warning("%s: %d prediction image(s) are not in the GT, e.g. %s (ignored, as panopticapi)",
+                    pred_json, len(extra), extra[:5])
     return pairs
 
 

@@ -3,7 +3,7 @@
 Accumulation (all detectron2 versions): GT pixels equal to ``ignore_label`` become class K
 (= ``num_classes``), and a (K+1)×(K+1) int64 confusion matrix indexed ``[pred, gt]`` is accumulated
 with ``np.bincount((K + 1) · pred + gt)``. All metrics use the ``[:K, :K]`` block, so ignore pixels
-drop out. Two mIoU definitions are reported (``shared/docs/evaluation.md`` §2):
+drop out. Two mIoU definitions are reported (``docs/evaluation.md`` §2):
 
 * ``mIoU``: detectron2 HEAD (since commit f3c1bc19, 2022-07-06): mean IoU over classes with GT pixels;
 * ``mIoU_d2v06``: detectron2 v0.6 (tag d1e04565, used by ODISE): Σ IoU over classes with GT pixels

@@ -52,12 +52,13 @@ def test_image_id_type_mismatch_is_explained(tmp_path):
     assert "'7'" in msg
 
 
-def test_extra_prediction_images(tmp_path):
-    check(tmp_path, [good_gt("im1")], [good_pred("im1"), good_pred("zz9")], "zz9", "not in the GT",
-          via=["files"])
+def test_extra_prediction_images_are_ignored_with_a_warning(tmp_path, caplog):
     gj, gd = write_set(tmp_path / "l", "gt", [good_gt("im1")], CATS)
     pj, pd = write_set(tmp_path / "l", "pred", [good_pred("im1"), good_pred("zz9")])
-    assert evaluate_panoptic_files(gj, pj, gd, pd, strict=False, show_progress=False)["All"]["pq"] == 1.0
+    for strict in (True, False):
+        caplog.clear()
+        assert evaluate_panoptic_files(gj, pj, gd, pd, strict=strict, show_progress=False)["All"]["pq"] == 1.0
+        assert "zz9" in caplog.text and "not in the GT" in caplog.text
 
 
 def test_duplicate_image_ids(tmp_path):

@@ -1,4 +1,4 @@
-"""Hand-computed PQ cases, one per rule of shared/docs/evaluation.md §1 (test vectors V1–V8 of §1.4).
+"""Hand-computed PQ cases, one per rule of docs/evaluation.md §1 (test vectors V1–V8 of §1.4).
 
 Every case runs through both the streaming accumulator and the file-based (PNG + JSON) path.
 """

@@ -60,6 +60,7 @@ from smart.data.mini.world import (
     render_scene,
 )
 from smart.errors import ConfigError
+from smart.io import bbox_of, id2rgb, rgb2id, write_json
 from smart.utils.logging import progress
 
 _log = logging.getLogger(__name__)
@@ -150,26 +151,13 @@ def _save_tif16(path: Path, arr: np.ndarray) -> None:
     Image.fromarray(arr.astype(np.uint16)).save(path, format="TIFF")
 
 
-def id2rgb(ids: np.ndarray) -> np.ndarray:
-    ids = ids.astype(np.uint32)
-    return np.stack([ids % 256, (ids // 256) % 256, ids // 65536], -1).astype(np.uint8)
-
-
-def rgb2id(rgb) -> int:
-    r, g, b = (int(x) for x in rgb)
-    return r + 256 * g + 256 * 256 * b
-
-
-def _bbox(mask: np.ndarray) -> list[int]:
-    ys, xs = np.nonzero(mask)
-    return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
-
-
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, separators=(",", ":")) + "\n")
-    os.replace(tmp, path)
+    write_json(path, obj, indent=None)
+
+
+def _color_id(rgb) -> int:
+    """The panoptic segment id whose PNG colour is ``rgb``."""
+    return int(rgb2id(np.asarray(rgb, np.uint8).reshape(1, 1, 3))[0, 0])
 
 
 def panoptic_of(scene: Scene, vocab: Vocabulary, concept_to_cat: dict[int, Category], rng) -> tuple[np.ndarray, list[dict]]:
@@ -182,13 +170,13 @@ def panoptic_of(scene: Scene, vocab: Vocabulary, concept_to_cat: dict[int, Categ
         if cat is None or not seg.mask.any():
             continue  # outside this benchmark's vocabulary: VOID
         base = np.asarray(cat.color, np.int32)
-        sid = rgb2id(base)
+        sid = _color_id(base)
         while sid in used:  # instances: the category colour with a small seeded jitter
-            sid = rgb2id(np.clip(base + rng.integers(-30, 31, 3), 0, 255))
+            sid = _color_id(np.clip(base + rng.integers(-30, 31, 3), 0, 255))
         used.add(sid)
         ids[seg.mask] = sid
         infos.append({"id": int(sid), "category_id": int(cat.id), "iscrowd": int(seg.iscrowd),
-                      "area": int(seg.mask.sum()), "bbox": _bbox(seg.mask)})
+                      "area": int(seg.mask.sum()), "bbox": bbox_of(seg.mask)})
     return ids, infos
 
 
@@ -435,7 +423,7 @@ def _work_refer(job: Job):
                 rle["counts"] = rle["counts"].decode("ascii")
                 out[flavour].append({"ref_id": len(out[flavour]), "image_id": image_id,
                                      "category_id": t.concept.index, "sentences": sents,
-                                     "segmentation": rle, "bbox": _bbox(t.mask)})
+                                     "segmentation": rle, "bbox": bbox_of(t.mask)})
                 break
     return images, out
 

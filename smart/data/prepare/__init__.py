@@ -12,7 +12,7 @@ and other tools can call them) and a ``prepare(ctx)`` entry point used by the CL
 * :mod:`.download` — resumable, checksummed HTTP downloads and archive extraction;
 * :mod:`.checks` — the post-preparation checks (validation counts, panoptic ids, semseg range).
 
-Layout and conversion rules: ``shared/docs/datasets.md`` (§1-§6, §8). Outputs are written atomically
+Layout and conversion rules: ``docs/datasets.md`` (§1-§6, §8). Outputs are written atomically
 (temporary file + rename) and existing outputs are kept, so an interrupted run continues where it
 stopped; ``<root>/.prepared/<dataset>.json`` is written only when a dataset is complete.
 """

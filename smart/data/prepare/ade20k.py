@@ -1,6 +1,6 @@
 """ADE20K-150 (SceneParsing, ``ADEChallengeData2016``): semantic and panoptic ground truth.
 
-``shared/docs/datasets.md`` §3.
+``docs/datasets.md`` §3.
 
 **Semantic** (:func:`convert_semantic`): annotation PNG − 1 with uint8 wrap-around, so 0 ("other")
 becomes 255 (ignore) and the classes 1..150 become 0..149; written to

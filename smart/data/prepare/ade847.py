@@ -1,6 +1,6 @@
 """ADE20K-847 (full ADE20K, release 2021_17_01): 847-class semantic maps as 16-bit TIFFs.
 
-``shared/docs/datasets.md`` §5. For every entry of ``index_ade20k.pkl`` (its ``folder`` and
+``docs/datasets.md`` §5. For every entry of ``index_ade20k.pkl`` (its ``folder`` and
 ``filename`` lists):
 
 * split = ``validation`` if the second ``_``-separated field of the file name is ``val``, else

@@ -1,4 +1,4 @@
-"""Checks run after a preparation (``shared/docs/datasets.md`` §8).
+"""Checks run after a preparation (``docs/datasets.md`` §8).
 
 * :func:`check_count` — the validation image counts of the paper's benchmarks (:data:`VAL_COUNTS`);
   a mismatch stops with a :class:`DatasetError` unless ``--skip-count-check`` (partial data, tests).
@@ -16,7 +16,7 @@ import numpy as np
 from smart.errors import DatasetError
 
 from .common import Context, get_field, list_files, parallel_map, read_image, read_json, read_rgb, \
-    record_count, rgb_to_id
+    record_count, rgb2id
 
 # Validation image counts (datasets.md §7).
 VAL_COUNTS = {
@@ -63,7 +63,7 @@ def check_number(ctx: Context, dataset: str, found: int, where: str | Path, key:
 
 def _check_pan_one(item) -> None:
     png_path, ids, json_path, where = item
-    seg = rgb_to_id(read_rgb(png_path, field="panoptic PNG"))
+    seg = rgb2id(read_rgb(png_path, field="panoptic PNG"))
     present = set(int(v) for v in np.unique(seg)) - {0}
     listed = set(ids)
     extra = sorted(present - listed)

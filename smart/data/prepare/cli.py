@@ -7,7 +7,7 @@ Usage::
         [--root DIR] [--download] [--raw-dir DIR] [--skip-count-check] [--workers N] [--force]
 
 * ``--root`` — the datasets root (default ``$DETECTRON2_DATASETS``, else ``./datasets``); layout as in
-  ``shared/docs/datasets.md`` §1, with ADE20K-847 under ``<root>/ADE20K_2021_17_01``.
+  ``docs/datasets.md`` §1, with ADE20K-847 under ``<root>/ADE20K_2021_17_01``.
 * ``--download`` — fetch the public archives (resumable, checksummed; see
   :mod:`smart.data.prepare.download`) into ``--raw-dir`` (default ``<root>/raw``) and extract them.
   Mapillary Vistas and ADE20K-847 need a registration: the command says where to put the zip.

@@ -1,6 +1,6 @@
 """COCO panoptic 2017 → 133-class semantic maps ``coco/panoptic_semseg_{train,val}2017``.
 
-``shared/docs/datasets.md`` §2. For each annotation of ``annotations/panoptic_<split>2017.json``:
+``docs/datasets.md`` §2. For each annotation of ``annotations/panoptic_<split>2017.json``:
 read the panoptic PNG (segment id = R + 256·G + 256²·B), start a uint8 map filled with 255 and give
 every segment of ``segments_info`` — **crowd segments included** — its category's contiguous index in
 detectron2's ``COCO_CATEGORIES`` order (``builtin_vocab("coco_panoptic")``, 0..132); VOID (id 0)
@@ -25,7 +25,7 @@ from smart.errors import DatasetError
 
 from . import checks
 from .common import Context, get_field, parallel_map, read_json, read_rgb, require_dir, require_file, \
-    rgb_to_id, save_image_atomic, write_stamp
+    rgb2id, save_image_atomic, write_stamp
 from .download import ensure_archives
 
 log = logging.getLogger("smart.prepare.coco")
@@ -38,7 +38,7 @@ HINT = ("run `python -m smart prepare coco --download`, or download and unzip th
 
 def _semseg_one(item) -> str:
     png_path, out_path, pairs, json_path, where = item
-    seg = rgb_to_id(read_rgb(png_path, field="panoptic PNG"))
+    seg = rgb2id(read_rgb(png_path, field="panoptic PNG"))
     uniq, inverse = np.unique(seg, return_inverse=True)
     lut = dict(pairs)
     present = set(int(u) for u in uniq) - {0}

@@ -11,20 +11,27 @@ field or record at fault.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import logging
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 from PIL import Image
 
 from smart.errors import DatasetError, InputError
+from smart.io import (  # noqa: F401  (used by the preparation modules)
+    atomic_path,
+    load_json,
+    open_image,
+    read_image,
+    read_rgb,
+    rgb2id,
+    save_image_atomic,
+    write_json,
+)
 from smart.utils.logging import progress
 
 log = logging.getLogger("smart.prepare")
@@ -56,37 +63,13 @@ class Context:
 # atomic writes
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path next to ``path``; rename it over ``path`` if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
 def write_json_atomic(path: str | Path, obj: Any, *, indent: int | None = None) -> None:
-    text = json.dumps(obj, indent=indent, ensure_ascii=False)
-    write_bytes_atomic(path, (text + "\n").encode("utf-8"))
-
-
-def save_image_atomic(image: Image.Image | np.ndarray, path: str | Path, fmt: str, **kwargs) -> None:
-    """Save an image (PIL or array) under ``path`` atomically, in the given PIL format."""
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            image.save(f, format=fmt, **kwargs)
+    write_json(path, obj, indent=indent)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -109,33 +92,6 @@ def require_file(path: str | Path, what: str, hint: str = "") -> Path:
     return path
 
 
-def open_image(path: str | Path, field: str = "image") -> Image.Image:
-    """Open and fully decode an image; a missing or unreadable file is a DatasetError."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError("missing file", path=path, field=field)
-    try:
-        img = Image.open(path)
-        img.load()
-    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... on corrupt data
-        raise DatasetError(f"cannot read image ({type(exc).__name__}: {exc})", path=path,
-                           field=field) from None
-    return img
-
-
-def read_image(path: str | Path, field: str = "image") -> np.ndarray:
-    return np.asarray(open_image(path, field))
-
-
-def read_rgb(path: str | Path, field: str) -> np.ndarray:
-    """Read an RGB(A) PNG as an ``H×W×3`` uint8 array (a DatasetError if it is not colour)."""
-    img = open_image(path, field)
-    if img.mode not in ("RGB", "RGBA"):
-        raise DatasetError(f"expected an RGB image, got mode {img.mode}", path=path, field=field)
-    arr = np.asarray(img)
-    return arr[..., :3]
-
-
 def image_size(path: str | Path, field: str = "image") -> tuple[int, int]:
     """``(width, height)`` from the image header (the file must at least be identifiable)."""
     path = Path(path)
@@ -150,11 +106,7 @@ def image_size(path: str | Path, field: str = "image") -> tuple[int, int]:
 
 
 def read_json(path: str | Path, what: str = "JSON file") -> Any:
-    path = require_file(path, what)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"not valid JSON ({exc})", path=path) from None
+    return load_json(require_file(path, what), what)
 
 
 def get_field(record: dict, key: str, path: str | Path, where: str) -> Any:
@@ -169,24 +121,6 @@ def list_files(directory: str | Path, suffix: str) -> list[Path]:
     directory = Path(directory)
     return sorted(p for p in directory.iterdir()
                   if p.is_file() and p.name.endswith(suffix) and not p.name.startswith("."))
-
-
-def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
-    """Panoptic segment ids from an ``H×W×3`` PNG: R + 256·G + 256²·B."""
-    rgb = rgb.astype(np.uint32)
-    return rgb[..., 0] + (rgb[..., 1] << 8) + (rgb[..., 2] << 16)
-
-
-def id_to_rgb(seg_id: int) -> tuple[int, int, int]:
-    return seg_id & 255, (seg_id >> 8) & 255, (seg_id >> 16) & 255
-
-
-def bbox_of(mask: np.ndarray) -> list[int]:
-    """``[x, y, w, h]`` of the extent of a non-empty boolean mask."""
-    cols = np.flatnonzero(mask.any(axis=0))
-    rows = np.flatnonzero(mask.any(axis=1))
-    x, y = int(cols[0]), int(rows[0])
-    return [x, y, int(cols[-1]) - x + 1, int(rows[-1]) - y + 1]
 
 
 # ----------------------------------------------------------------------------------------------

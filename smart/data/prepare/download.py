@@ -14,7 +14,7 @@
   resumes); members with absolute paths or ``..`` components, and links, are refused or skipped.
   A marker ``<raw>/.extracted/<archive>.done`` records a finished extraction.
 
-Known checksums: ADEChallengeData2016.zip sha1 from ``shared/docs/datasets.md`` §3; the COCO
+Known checksums: ADEChallengeData2016.zip sha1 from ``docs/datasets.md`` §3; the COCO
 ``train2017`` / ``val2017`` / ``annotations_trainval2017`` / ``train2014`` md5 sums are the values
 published alongside those files in widely used download scripts. The other archives (COCO panoptic
 annotations, ADE instance tar, PASCAL files, RefCOCO zips) rely on trust on first use.

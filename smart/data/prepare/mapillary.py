@@ -1,6 +1,6 @@
 """Mapillary Vistas v1.2: no conversion, only a verification of the validation layout.
 
-``shared/docs/datasets.md`` §4. Expected under ``<root>/mapillary_vistas/validation/``:
+``docs/datasets.md`` §4. Expected under ``<root>/mapillary_vistas/validation/``:
 ``images/*.jpg``, ``labels/*.png`` (semantic, 0..64, 65 = unlabelled), ``panoptic/*.png`` and
 ``panoptic/panoptic_2018.json``. Verified:
 

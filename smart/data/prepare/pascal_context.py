@@ -1,6 +1,6 @@
 """PASCAL Context 59 (PNG, 255 = ignore) and 459 (16-bit TIFF, 65535 = ignore).
 
-``shared/docs/datasets.md`` §6. Raw data: ``VOCdevkit/VOC2010/{JPEGImages, trainval/*.mat,
+``docs/datasets.md`` §6. Raw data: ``VOCdevkit/VOC2010/{JPEGImages, trainval/*.mat,
 trainval_merged.json}``.
 
 **PC-59** (:func:`convert_pc59`). The Detail API (``zhanghang1989/detail-api``) is not on PyPI, so
