@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "prepare": "smart.data.prepare.cli",
     "evaluate": "smart.eval.cli",
     "table": "smart.report.cli",
+    "model-summary": "smart.model.summary",
 }
 
 

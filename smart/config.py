@@ -76,3 +76,43 @@ def section(params: dict, key: str, *, source: str | Path | None = None) -> dict
         if value["captions"]["shard_size"] < 1 or value["captions"]["group_size"] < 1:
             raise ConfigError("shard_size and group_size must be positive", path=source, field="mini_world.captions")
     return value
+
+
+CELL_KEYS = {"model", "paper_only"}
+
+
+def cell_names(params: dict) -> list[str]:
+    """The cells of the experiment grid that run in the active profile."""
+    cells = section(params, "cells")
+    if not isinstance(cells, dict) or not cells:
+        raise ConfigError("expected a non-empty mapping of cell name -> overrides", field="cells")
+    mini = params.get("profile") == "mini"
+    return [c for c, v in cells.items() if not (mini and (v or {}).get("paper_only"))]
+
+
+def model_config(params: dict, cell: str, *, profile: str | None = None, source: str | Path | None = None):
+    """The resolved :class:`~smart.model.config.SmartModelConfig` of one cell: the profile's ``model``
+    entry with the cell's ``model`` overrides on top. Errors name the params key."""
+    from smart.model.config import SmartModelConfig
+
+    profile = profile or params.get("profile")
+    models = section(params, "model", source=source)
+    if profile not in models:
+        raise ConfigError(f"no model entry for profile {profile!r}", path=source, field=f"model.{profile}")
+    cells = section(params, "cells", source=source)
+    if cell not in cells:
+        raise ConfigError(f"unknown cell; have {', '.join(cells)}", path=source, field=f"cells.{cell}")
+    overrides = cells[cell] or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError("expected a mapping", path=source, field=f"cells.{cell}")
+    for k in overrides:
+        if k not in CELL_KEYS:
+            raise ConfigError(f"unknown key (allowed: {', '.join(sorted(CELL_KEYS))})", path=source,
+                              field=f"cells.{cell}.{k}")
+    merged = {**(models[profile] or {}), **(overrides.get("model") or {})}
+    try:
+        return SmartModelConfig.from_dict(merged, source=source)
+    except ConfigError as exc:
+        field = exc.field
+        where = f"cells.{cell}.model.{field}" if field in (overrides.get("model") or {}) else f"model.{profile}.{field}"
+        raise ConfigError(exc.message, path=source, field=where) from None

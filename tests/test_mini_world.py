@@ -160,9 +160,13 @@ def test_caption_corpus_is_webdataset_with_hard_negative_groups(mini_root):
     assert groups, "expected at least one hard-negative group"
     for members in groups.values():
         assert len(members) == 4
-        stuff = {tuple(m["stuff"]) for _, m in members}
-        assert len(stuff) == 1  # same background in every member
-        assert len({t for t, _ in members}) > 1  # captions differ (fill patterns changed)
+        kind = {m["group_kind"] for _, m in members}
+        assert len(kind) == 1
+        fixed = "stuff" if kind == {"pattern"} else "things"
+        moving = "things" if fixed == "stuff" else "stuff"
+        assert len({tuple(m[fixed]) for _, m in members}) == 1  # the other attribute is shared
+        assert len({tuple(m[moving]) for _, m in members}) == 4  # each member has its own classes
+        assert len({t for t, _ in members}) == 4  # and its own caption
 
 
 def test_referring_sets(mini_root):

@@ -50,6 +50,8 @@ from PIL import Image
 from smart.data.categories import Category, Vocabulary, write_synonym_txt, write_vocab_json
 from smart.data.mini.world import (
     DOMAINS,
+    STUFF_TEXTURES,
+    THING_PATTERNS,
     Canvas,
     Domain,
     ClassSampler,
@@ -457,8 +459,11 @@ def _work_captions(job: Job):
     """One tar shard of (png, txt, json) samples.
 
     Mix (after the mini-world prototype): 15% stuff only, 25% one large object, 60% scenes. Half of
-    the samples come in *hard-negative groups* of ``group`` images that share layout, stuff and
-    colours and differ only in the things' fill pattern (the attribute that is slowest to learn).
+    the samples come in *hard-negative groups* of ``group`` images that share one layout and differ
+    in one attribute only: either every thing's fill pattern (``pattern`` groups) or every stuff
+    region's texture (``texture`` groups; stuff-only images always vary texture). Without them a
+    contrastive model separates captions by colour and object count alone and never binds the
+    pattern and texture words.
     """
     U = build_universe()
     sampler = ClassSampler.build(U)
@@ -468,8 +473,14 @@ def _work_captions(job: Job):
     shard.parent.mkdir(parents=True, exist_ok=True)
     tmp = shard.with_suffix(".tar.tmp")
     big = Domain("single", things=(1, 1), radius=(0.25, 0.38), stuff_layout="line")
-    patterns = ["plain", "striped", "dotted", "checkered"]
+    patterns, textures = list(THING_PATTERNS), list(STUFF_TEXTURES)
     by_key = {c.key: c for c in U}
+
+    def shift(c: Concept, k: int) -> Concept:
+        if c.isthing:
+            return by_key[f"thing/{patterns[(patterns.index(c.a) + k) % len(patterns)]}/{c.b}"]
+        return by_key[f"stuff/{textures[(textures.index(c.a) + k) % len(textures)]}/{c.b}"]
+
     with tarfile.open(tmp, "w") as tar:
         i = job.start
         while i < job.stop:
@@ -480,20 +491,25 @@ def _work_captions(job: Job):
             n = 0 if kind == "stuff" else None
             if kind == "single":
                 domain, n = big, 1
-            grouped = kind != "stuff" and rng.uniform() < 0.5 and i + group <= job.stop
+            grouped = rng.uniform() < 0.5 and i + group <= job.stop
+            gkind = "texture" if kind == "stuff" or rng.uniform() < 0.5 else "pattern"
             if grouped:
+                n_t = n if n is not None else int(rng.integers(domain.things[0], domain.things[1] + 1))
+                base_things = [sampler.thing(rng) for _ in range(n_t)]
+                base_stuff = sampler.stuff_distinct(rng, 3)
                 state = rng.bit_generator.state
-                base_things = [sampler.thing(rng) for _ in range(1 if n == 1 else int(rng.integers(domain.things[0], domain.things[1] + 1)))]
                 variants = []
-                for k in range(group):  # same seed => same layout; patterns shifted by k
+                for k in range(group):  # one seed => one layout; only the chosen attribute moves
                     r2 = np.random.default_rng()
                     r2.bit_generator.state = state
-                    shifted = [by_key[f"thing/{patterns[(patterns.index(c.a) + k) % 4]}/{c.b}"] for c in base_things]
-                    variants.append(render_scene(canvas, domain, sampler, r2, thing_override=shifted, allow_crowd=False))
+                    things = [shift(c, k) for c in base_things] if gkind == "pattern" else base_things
+                    stuff = [shift(c, k) for c in base_stuff] if gkind == "texture" else base_stuff
+                    variants.append(render_scene(canvas, domain, sampler, r2, thing_override=things,
+                                                 stuff_override=stuff, allow_crowd=False))
                 gid = i
             else:
                 variants = [render_scene(canvas, domain, sampler, rng, n_things=n, allow_crowd=False)]
-                gid = -1
+                gid, gkind = -1, None
             for scene in variants:
                 img = Image.fromarray(scene.image)
                 if out_size != size:
@@ -501,7 +517,7 @@ def _work_captions(job: Job):
                 buf = io.BytesIO()
                 img.save(buf, format="PNG")
                 cap = caption_of(scene, rng)
-                meta = {"group": gid, "things": sorted({t.concept.index for t in scene.things}),
+                meta = {"group": gid, "group_kind": gkind, "things": sorted({t.concept.index for t in scene.things}),
                         "stuff": sorted({s.concept.index for s in scene.stuff if s.mask.any()})}
                 key = f"{i:08d}"
                 for ext, data in (("png", buf.getvalue()), ("txt", cap.encode()), ("json", json.dumps(meta).encode())):
@@ -619,7 +635,8 @@ def generate(benchmark: str, root: str | Path, cfg: dict, *, workers: int = 2) -
         _write_json(root / "captions/manifest.json",
                     {"format": "webdataset", "num_samples": n, "shards": shards, "image_size": extra["image_size"],
                      "group_size": extra["group"], "fields": {"png": "image", "txt": "caption",
-                                                              "json": "group id (-1 = ungrouped), concept indices"}})
+                                                              "json": "group id (-1 = ungrouped), group_kind "
+                                                                      "(pattern | texture), concept indices"}})
         summary["samples"] = n
     summary["seconds"] = round(time.time() - t0, 2)
     _write_json(root / f".mini/{benchmark}.json", summary)

@@ -358,6 +358,7 @@ def render_scene(
     n_things: int | None = None,
     min_visible: int | None = None,
     thing_override: list[Concept] | None = None,
+    stuff_override: list[Concept] | None = None,
     allow_crowd: bool = True,
 ) -> Scene:
     """Draw one scene: stuff regions, then occluding thing instances, then photometric effects.
@@ -371,6 +372,8 @@ def render_scene(
         min_visible: an instance keeps its label only if at least this many pixels stay visible
             (default 12 px at 64 px, scaled with the area); fewer become part of the layer below.
         thing_override: draw exactly these thing concepts (length overrides ``n_things``).
+        stuff_override: paint the stuff regions with these concepts instead of sampled ones (the
+            random draws are made all the same, so a fixed seed gives the same layout).
         allow_crowd: whether a crowd cluster may be drawn (``domain.crowd_prob``).
     """
     S = c.size
@@ -378,6 +381,8 @@ def render_scene(
     img = np.zeros((S, S, 3), np.float32)
     regions = stuff_regions(c, domain.stuff_layout, rng, n_max=3)
     stuff_concepts = sampler.stuff_distinct(rng, len(regions))
+    if stuff_override is not None:
+        stuff_concepts = list(stuff_override)[: len(stuff_concepts)]
     regions = regions[: len(stuff_concepts)]
     # Merge any leftover area into the first region when fewer stuff classes than regions exist.
     covered = np.zeros((S, S), bool)

@@ -1,0 +1,1 @@
+"""Training: the mini profile's pretraining stages and the SMART trainer."""

@@ -1,0 +1,209 @@
+"""Mask generator wrapper, tiny configs, preprocessing and oracles (smart/model/mask_generator.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from smart.model.mask_generator import (
+    BackendUnavailableError,
+    GeneratorConfig,
+    Mask2FormerGenerator,
+    OracleMaskGenerator,
+    build_mask_generator,
+    list_tiny_configs,
+    oracle_classifier_logits,
+    preprocess_images,
+    resize_shortest_edge_size,
+    scores_from_class_logits,
+    select_top_k,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def generators():
+    torch.manual_seed(0)
+    return {n: build_mask_generator(GeneratorConfig(name=n, num_labels=7, resize=False))
+            for n in ("mini-r50", "mini-swinb")}
+
+
+def _batch():
+    return torch.randint(0, 256, (2, 3, 96, 96), generator=torch.Generator().manual_seed(0)).float()
+
+
+@pytest.mark.parametrize("name", ["mini-r50", "mini-swinb"])
+def test_tiny_generators_build_forward_and_are_frozen(generators, name):
+    g = generators[name]
+    assert name in list_tiny_configs()
+    assert sum(p.numel() for p in g.parameters() if p.requires_grad) == 0
+    g.train()  # a parent calling .train() must not unfreeze dropout / norms
+    assert not g.training and not g.model.training
+    batch = g.preprocess(_batch())
+    assert batch["pixel_values"].shape == (2, 3, 96, 96) and batch["image_sizes"] == [(96, 96)] * 2
+    out = g(batch["pixel_values"])
+    Q = g.num_queries
+    assert out["mask_logits"].shape == (2, Q, 24, 24)
+    assert out["class_logits"].shape == (2, Q, 8) and g.num_classes == 7
+    assert out["scores"].shape == (2, Q)
+    assert all(torch.isfinite(v).all() and not v.requires_grad for v in out.values())
+    probs = out["class_logits"].softmax(-1)
+    torch.testing.assert_close(out["scores"], 1 - probs[..., -1])
+
+
+def test_capacities_differ(generators):
+    n = {k: sum(p.numel() for p in g.parameters()) for k, g in generators.items()}
+    assert 0.8e6 < n["mini-r50"] < 1.1e6
+    assert 1.7e6 < n["mini-swinb"] < 2.0e6
+
+
+@pytest.mark.parametrize("name", ["mini-r50", "mini-swinb"])
+def test_save_pretrained_round_trip(generators, name, tmp_path):
+    g = generators[name]
+    g.top_k = 5
+    try:
+        g.save_pretrained(tmp_path / name)
+        g2 = Mask2FormerGenerator.from_pretrained(tmp_path / name)
+        x = g.preprocess(_batch())["pixel_values"]
+        a, b = g(x), g2(x)
+        assert g2.top_k == 5 and g2.resize is False and not g2.tune
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+        # the config path loads the same directory
+        g3 = build_mask_generator(GeneratorConfig(pretrained=str(tmp_path / name), resize=False, top_k=5))
+        assert torch.equal(g3(x)["mask_logits"], a["mask_logits"])
+    finally:
+        g.top_k = None
+
+
+def test_tune_mask_generator_makes_it_trainable():
+    g = build_mask_generator(GeneratorConfig(name="tiny", resize=False, tune_mask_generator=True))
+    assert sum(p.numel() for p in g.parameters() if p.requires_grad) == sum(p.numel() for p in g.parameters())
+    g.train()
+    assert g.model.training
+    out = g(torch.randn(1, 3, 64, 64))
+    out["mask_logits"].mean().backward()
+    assert any(p.grad is not None for p in g.parameters())
+
+
+def test_top_k_selection():
+    torch.manual_seed(0)
+    out = {"scores": torch.rand(2, 6), "mask_logits": torch.randn(2, 6, 3, 3), "class_logits": torch.randn(2, 6, 4)}
+    sel = select_top_k(out, 3)
+    assert sel["mask_logits"].shape == (2, 3, 3, 3) and sel["class_logits"].shape == (2, 3, 4)
+    for b in range(2):
+        order = out["scores"][b].argsort(descending=True)[:3]
+        assert sel["indices"][b].tolist() == order.tolist()
+        assert torch.equal(sel["mask_logits"][b], out["mask_logits"][b, order])
+    logits = torch.tensor([[[2.0, 0.0, 1.0]]])
+    p = logits.softmax(-1)[0, 0]
+    assert scores_from_class_logits(logits, "max_class").item() == pytest.approx(p[0].item())
+    assert scores_from_class_logits(logits, "objectness").item() == pytest.approx(1 - p[2].item())
+
+
+def test_preprocessing_follows_detectron2_resize_and_normalisation():
+    assert resize_shortest_edge_size(480, 640, 800, 1333) == (800, 1067)
+    assert resize_shortest_edge_size(400, 2000, 800, 1333) == (267, 1333)
+    img = np.full((30, 50, 3), (123.675, 116.28, 103.53), dtype=np.float32).astype(np.uint8)
+    b = preprocess_images([img, np.zeros((20, 10, 3), np.uint8)], resize=True, min_size=60, max_size=1000)
+    assert b["image_sizes"] == [(60, 100), (120, 60)] and b["original_sizes"] == [(30, 50), (20, 10)]
+    assert b["pixel_values"].shape == (2, 3, 128, 128)  # padded to a multiple of 32
+    assert b["pixel_values"][0, :, :60, :100].abs().max() < 0.02  # mean colour → ≈ 0
+    assert b["pixel_values"][0, :, 60:].eq(0).all() and b["pixel_mask"][0, 60:].eq(0).all()
+    assert b["pixel_mask"][1, :120, :60].eq(1).all()
+
+
+def test_detectron2_backend_is_optional():
+    try:
+        import detectron2  # noqa: F401
+        import mask2former  # noqa: F401
+    except ImportError:
+        with pytest.raises(BackendUnavailableError, match="detectron2"):
+            build_mask_generator(GeneratorConfig(backend="detectron2", pretrained="x.pkl", d2_config_file="x.yaml"))
+    else:  # pragma: no cover
+        pytest.skip("detectron2 is installed")
+
+
+def test_closed_set_native_inference_runs_at_original_size(generators):
+    g = generators["mini-r50"]
+    imgs = [np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)]
+    res = g.closed_set_predict(imgs, is_thing=[True] * 4 + [False] * 3)
+    assert res[0]["sem_label"].shape == (70, 90) and res[0]["sem_label"].max() < 7
+    pan, segs = res[0]["panoptic_seg"]
+    assert pan.shape == (70, 90)
+    assert {s["id"] for s in segs} == set(pan.unique().tolist()) - {0}
+
+
+# -------------------------------------------------------------------------------------------------
+# oracles (Fig. 2a)
+
+
+def _gt_case():
+    """4×6 image: sky (stuff, dataset 7) top row, wall (stuff, 0) second row, two persons (thing, 1),
+    a crowd person region and a void pixel."""
+    from smart.model.criterion import targets_from_panoptic
+
+    ids = np.array([[5, 5, 5, 5, 5, 5],
+                    [6, 6, 6, 6, 6, 6],
+                    [8, 8, 0, 9, 9, 4],
+                    [8, 8, 9, 9, 9, 4]])
+    segs = [{"id": 5, "category_id": 7, "train_id": 1, "iscrowd": 0, "isthing": 0},
+            {"id": 6, "category_id": 0, "train_id": 2, "iscrowd": 0, "isthing": 0},
+            {"id": 8, "category_id": 1, "train_id": 0, "iscrowd": 0, "isthing": 1},
+            {"id": 9, "category_id": 1, "train_id": 0, "iscrowd": 0, "isthing": 1},
+            {"id": 4, "category_id": 1, "train_id": 0, "iscrowd": 1, "isthing": 1}]
+    for s in segs:
+        s["area"] = int((ids == s["id"]).sum())
+    cats = [{"id": 1, "isthing": 1, "name": "person"}, {"id": 7, "isthing": 0, "name": "sky"},
+            {"id": 0, "isthing": 0, "name": "wall"}]
+    return ids, segs, cats, targets_from_panoptic(ids, segs)
+
+
+def test_oracle_generator_and_classifier_give_pq_100():
+    from smart.eval.panoptic import PanopticAccumulator
+    from smart.model.inference import panoptic_for_eval, postprocess
+
+    ids, segs, cats, target = _gt_case()
+    is_thing, dataset_ids = [True, False, False], [1, 7, 0]
+    gen = OracleMaskGenerator(num_queries=6, num_classes=3)
+    props = gen([target])
+    assert props["mask_logits"].shape == (1, 6, 4, 6) and props["scores"][0].tolist() == [1] * 4 + [0] * 2
+    assert torch.equal(props["mask_logits"][0, :4] > 0, target["masks"])
+    cls = oracle_classifier_logits(props["mask_logits"], [target], num_classes=3)
+    torch.testing.assert_close(cls, props["class_logits"])  # the two oracles agree on GT proposals
+    res = postprocess({"pred_logits": cls, "pred_masks": props["mask_logits"]}, is_thing=is_thing)
+    pan_ids, pan_segs = panoptic_for_eval(*res[0]["panoptic_seg"], dataset_ids=dataset_ids, is_thing=is_thing)
+    acc = PanopticAccumulator(cats)
+    acc.add(0, ids, segs, pan_ids, pan_segs)
+    summary = acc.summary()
+    assert summary["All"]["pq"] == pytest.approx(1.0) and summary["All"]["n"] == 3
+    sem = res[0]["sem_label"].numpy()
+    labelled = np.isin(ids, [5, 6, 8, 9])
+    train_id = {5: 1, 6: 2, 8: 0, 9: 0}
+    assert all(sem[y, x] == train_id[ids[y, x]] for y, x in zip(*np.nonzero(labelled)))
+
+
+def test_oracle_classifier_uses_the_best_overlap_and_void_for_no_overlap():
+    _, _, _, target = _gt_case()
+    m = torch.full((1, 3, 2, 3), -5.0)  # proposals at half resolution (bilinear-resized to 4×6)
+    m[0, 0, 0, :] = 5.0  # top half ≈ sky + wall rows: equal IoU → the first GT (sky)
+    m[0, 1, 1, :2] = 5.0  # bottom-left ≈ person 8
+    cls = oracle_classifier_logits(m, [target], num_classes=3)
+    assert cls.argmax(-1)[0].tolist() == [1, 0, 3]  # query 2 overlaps nothing → void
+    empty = {"labels": torch.zeros(0, dtype=torch.int64), "masks": torch.zeros(0, 4, 6, dtype=torch.bool)}
+    assert oracle_classifier_logits(m, [empty], num_classes=3).argmax(-1).eq(3).all()
+
+
+def test_oracle_generator_needs_enough_queries():
+    _, _, _, target = _gt_case()
+    with pytest.raises(ValueError, match="queries"):
+        OracleMaskGenerator(num_queries=2)([target])
