@@ -22,6 +22,10 @@ COMMANDS: dict[str, str] = {
     "prepare": "smart.data.prepare.cli",
     "evaluate": "smart.eval.cli",
     "table": "smart.report.cli",
+    "pretrain-clip": "smart.train.cli_clip",
+    "train": "smart.train.cli_train",
+    "pretrain-generator": "smart.train.cli_generator",
+    "cache-proposals": "smart.data.cli_proposals",
     "model-summary": "smart.model.summary",
 }
 

@@ -6,6 +6,9 @@ params.yaml is the single source of truth of the pipeline: every value is writte
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,7 @@ def check_schema(value: Any, schema: Any, *, key: str, source: str | Path | None
 
 
 SCHEMAS = {"mini_world": MINI_WORLD_SCHEMA}
+PROFILES = ("mini", "paper")
 
 
 def section(params: dict, key: str, *, source: str | Path | None = None) -> dict:
@@ -69,6 +73,8 @@ def section(params: dict, key: str, *, source: str | Path | None = None) -> dict
     value = params[key]
     if key in SCHEMAS:
         check_schema(value, SCHEMAS[key], key=key, source=source)
+    if key == "train_defaults":
+        _check_train_defaults(value, source)
     if key == "mini_world":
         if value["image_size"] < 32 or value["image_size"] % 8:
             raise ConfigError("image_size must be a multiple of 8 and at least 32", path=source,
@@ -78,7 +84,7 @@ def section(params: dict, key: str, *, source: str | Path | None = None) -> dict
     return value
 
 
-CELL_KEYS = {"model", "paper_only"}
+CELL_KEYS = {"model", "train", "paper_only"}
 
 
 def cell_names(params: dict) -> list[str]:
@@ -116,3 +122,304 @@ def model_config(params: dict, cell: str, *, profile: str | None = None, source:
         field = exc.field
         where = f"cells.{cell}.model.{field}" if field in (overrides.get("model") or {}) else f"model.{profile}.{field}"
         raise ConfigError(exc.message, path=source, field=where) from None
+
+
+# ---------------------------------------------------------------------------------------- training
+# params.yaml ``train_defaults.<profile>`` (every key written out) + a cell's ``train:`` overrides.
+# Field names of smart.model.criterion.CriterionConfig and smart.model.mask_generator.GeneratorConfig,
+# spelled out here so that validating params.yaml needs no torch (tests check they stay in sync).
+CRITERION_KEYS = ("class_weight", "mask_weight", "dice_weight", "eos_coef", "num_points", "oversample_ratio",
+                  "importance_sample_ratio")
+GENERATOR_KEYS = ("name", "backend", "pretrained", "num_labels", "num_queries", "tune_mask_generator", "top_k",
+                  "score_mode", "resize", "min_size", "max_size", "size_divisibility", "pixel_mean", "pixel_std",
+                  "amp", "d2_config_file")
+LR_SCHEDULES = ("step", "poly", "cosine", "constant")
+# Keys that change how a run is carried out but not its numbers: a resume may change them.
+TRAIN_OPERATIONAL_KEYS = ("num_workers", "log_period", "checkpoint_period", "grad_checkpointing")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One cell's resolved training schedule (``docs/method-spec.md`` §2.6, §4.7, §4.11).
+
+    Defaults are the paper profile's values; params.yaml writes every key out explicitly.
+    """
+
+    iterations: int = 10000  # optimizer steps (paper: 10k for the ablations, 25k for Table 1)
+    batch_size: int = 16  # global batch over all ranks (detectron2 IMS_PER_BATCH)
+    crop_size: int = 1024  # LSJ output side in pixels (FixedSizeCrop)
+    min_scale: float = 0.1  # LSJ ResizeScale range (of crop_size)
+    max_scale: float = 2.0
+    flip_prob: float = 0.5  # horizontal flip probability
+    fraction: float = 1.0  # share of the training images used (Fig. 6); nested subsets for one seed
+    lr: float = 1e-4  # AdamW base lr (§5.3)
+    weight_decay: float = 0.05
+    decay_ndim_only: bool = True  # decay only >= 2-D weights (nanoGPT grouping, spec §4.7 [REC])
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    schedule: str = "step"  # step (M2F multi-step, spec §4.7 [REC]) | poly | cosine | constant
+    lr_steps: tuple[float, ...] = (0.88889, 0.96296)  # step milestones as fractions of iterations
+    lr_gamma: float = 0.1  # step decay factor
+    poly_power: float = 0.9  # poly schedule exponent
+    min_lr_factor: float = 0.0  # floor of the poly / cosine decay (fraction of lr)
+    warmup_iters: int = 10  # linear warmup length
+    warmup_factor: float = 0.001  # lr factor at iteration 0 of the warmup (detectron2 default)
+    grad_clip: float = 0.01  # full-model gradient L2-norm clipping (M2F / MaskCLIP); 0 = off
+    backbone_multiplier: float = 0.1  # lr multiplier of the mask generator's backbone when it is tuned
+    bf16: bool = True  # bf16 autocast (CUDA only; CPU runs stay fp32)
+    grad_checkpointing: bool = True  # activation checkpointing of the CLIP blocks
+    find_unused_parameters: bool = False  # DDP flag (multi-GPU)
+    seed: int = 0
+    num_workers: int = 8  # DataLoader workers per rank
+    log_period: int = 20  # iterations between metric lines
+    checkpoint_period: int = 1000  # iterations between scratch last.pt checkpoints
+    proposal_stride: int = 4  # proposal masks at crop_size / stride (Mask2Former's 1/4 resolution)
+    proposal_pad_logit: float = -20.0  # proposal logit in the LSJ padding (outside every mask)
+    generator: str = "swinb"  # key of ``generators``: the on-the-fly mask generator (no --proposals)
+    generators: dict = field(default_factory=lambda: {"swinb": {}})  # name -> GeneratorConfig fields
+    criterion: dict = field(default_factory=dict)  # CriterionConfig fields (loss weights, points)
+
+    def __post_init__(self):
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, field_of=lambda k: k, source: str | Path | None = None) -> None:
+        def err(key: str, msg: str):
+            return ConfigError(msg, path=source, field=field_of(key))
+
+        for name in ("iterations", "batch_size", "crop_size", "warmup_iters", "seed", "num_workers",
+                     "log_period", "checkpoint_period", "proposal_stride"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise err(name, f"expected an integer, got {v!r}")
+            lo = 0 if name in ("warmup_iters", "seed", "num_workers") else 1
+            if v < lo:
+                raise err(name, f"expected an integer >= {lo}, got {v}")
+        if self.crop_size < 8:
+            raise err("crop_size", f"expected at least 8 px, got {self.crop_size}")
+        for name in ("min_scale", "max_scale", "flip_prob", "fraction", "lr", "weight_decay", "eps", "lr_gamma",
+                     "poly_power", "min_lr_factor", "warmup_factor", "grad_clip", "backbone_multiplier",
+                     "proposal_pad_logit"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise err(name, f"expected a number, got {v!r}")
+        for name in ("decay_ndim_only", "bf16", "grad_checkpointing", "find_unused_parameters"):
+            if not isinstance(getattr(self, name), bool):
+                raise err(name, f"expected true or false, got {getattr(self, name)!r}")
+        if not 0 < self.min_scale <= self.max_scale:
+            raise err("min_scale", f"need 0 < min_scale <= max_scale, got {self.min_scale}, {self.max_scale}")
+        for name, lo_open, hi in (("flip_prob", False, 1), ("fraction", True, 1), ("lr_gamma", True, 1),
+                                  ("min_lr_factor", False, 1), ("warmup_factor", True, 1)):
+            v = getattr(self, name)
+            if (v <= 0 if lo_open else v < 0) or v > hi:
+                raise err(name, f"expected a value in {'(' if lo_open else '['}0, {hi}], got {v}")
+        for name in ("lr", "eps", "poly_power"):
+            if getattr(self, name) <= 0:
+                raise err(name, f"must be positive, got {getattr(self, name)}")
+        for name in ("weight_decay", "grad_clip", "backbone_multiplier"):
+            if getattr(self, name) < 0:
+                raise err(name, f"must be >= 0, got {getattr(self, name)}")
+        if (not isinstance(self.betas, tuple) or len(self.betas) != 2
+                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                           for b in self.betas)):
+            raise err("betas", f"expected two numbers in [0, 1), got {self.betas!r}")
+        if self.schedule not in LR_SCHEDULES:
+            raise err("schedule", f"expected one of {', '.join(LR_SCHEDULES)}, got {self.schedule!r}")
+        if (not isinstance(self.lr_steps, tuple)
+                or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and 0 < s <= 1
+                           for s in self.lr_steps)
+                or list(self.lr_steps) != sorted(self.lr_steps)):
+            raise err("lr_steps", f"expected increasing fractions of the iterations in (0, 1], got {self.lr_steps!r}")
+        if not isinstance(self.criterion, dict):
+            raise err("criterion", "expected a mapping of loss settings")
+        for k in self.criterion:
+            if k not in CRITERION_KEYS:
+                raise err(f"criterion.{k}", f"unknown key (allowed: {', '.join(CRITERION_KEYS)})")
+        if not isinstance(self.generators, dict) or not self.generators:
+            raise err("generators", "expected a non-empty mapping of generator name -> settings")
+        for name, g in self.generators.items():
+            if not isinstance(g, dict):
+                raise err(f"generators.{name}", "expected a mapping of mask-generator settings")
+            for k in g:
+                if k not in GENERATOR_KEYS:
+                    raise err(f"generators.{name}.{k}", f"unknown key (allowed: {', '.join(GENERATOR_KEYS)})")
+        if self.generator not in self.generators:
+            raise err("generator", f"unknown generator {self.generator!r}; have {', '.join(self.generators)}")
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def generator_config(self) -> dict:
+        """The chosen on-the-fly mask generator's settings (``GeneratorConfig`` fields)."""
+        return dict(self.generators[self.generator])
+
+    def milestones(self) -> list[int]:
+        """Step-schedule milestones in iterations (10k → 8889, 9630; 25k → 22222, 24074)."""
+        return [round(f * self.iterations) for f in self.lr_steps]
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"], d["lr_steps"] = list(self.betas), list(self.lr_steps)
+        return d
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The fields that determine the numbers of a run (what a resume must not change)."""
+        d = self.to_dict()
+        for k in TRAIN_OPERATIONAL_KEYS + ("generators",):
+            d.pop(k)
+        d["generator_config"] = self.generator_config
+        return d
+
+    def replace(self, **overrides) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **overrides})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str | Path | None = None, field_of=lambda k: k,
+                  require_all: bool = False) -> TrainConfig:
+        """Build from a mapping; errors name ``field_of(key)`` (e.g. ``train_defaults.mini.lr``)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a mapping, got {type(data).__name__}", path=source, field=field_of(""))
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in names:
+                raise ConfigError(f"unknown key (allowed: {', '.join(names)})", path=source, field=field_of(key))
+        if require_all:
+            for key in names:
+                if key not in data:
+                    raise ConfigError("missing key", path=source, field=field_of(key))
+        d = dict(data)
+        for key in ("betas", "lr_steps"):
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
+        for key in ("generators", "criterion"):
+            if d.get(key) is None and key in d:
+                d[key] = {}
+        obj = object.__new__(cls)  # validate with params-aware field names before freezing
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            object.__setattr__(obj, f.name, d.get(f.name, default))
+        obj.validate(field_of=field_of, source=source)
+        return obj
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Recursive dict merge: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _check_train_defaults(value: Any, source: str | Path | None) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError("expected a mapping of profile -> training settings", path=source, field="train_defaults")
+    for prof in value:
+        if prof not in PROFILES:
+            raise ConfigError(f"unknown profile (allowed: {', '.join(PROFILES)})", path=source,
+                              field=f"train_defaults.{prof}")
+    for prof in PROFILES:
+        if prof not in value:
+            raise ConfigError("missing key", path=source, field=f"train_defaults.{prof}")
+        TrainConfig.from_dict(value[prof], source=source, require_all=True,
+                              field_of=lambda k, p=prof: f"train_defaults.{p}.{k}".rstrip("."))
+
+
+def _cell_overrides(params: dict, cell: str, source: str | Path | None) -> dict:
+    cells = section(params, "cells", source=source)
+    if not isinstance(cells, dict) or cell not in cells:
+        have = ", ".join(cells) if isinstance(cells, dict) else ""
+        raise ConfigError(f"unknown cell; have {have}", path=source, field=f"cells.{cell}")
+    overrides = cells[cell] or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError("expected a mapping", path=source, field=f"cells.{cell}")
+    for k in overrides:
+        if k not in CELL_KEYS:
+            raise ConfigError(f"unknown key (allowed: {', '.join(sorted(CELL_KEYS))})", path=source,
+                              field=f"cells.{cell}.{k}")
+    return overrides
+
+
+def train_config(params: dict, cell: str, *, profile: str | None = None,
+                 source: str | Path | None = None) -> TrainConfig:
+    """The resolved :class:`TrainConfig` of one cell: ``train_defaults.<profile>``, then the cell's
+    ``train:`` keys, then the cell's ``train.<profile>:`` keys (profile-only overrides, e.g. Table 1's
+    25k iterations in the paper profile only). Mappings (``criterion``, ``generators``) merge key by
+    key. Errors name the params key at fault."""
+    profile = profile or params.get("profile")
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r} (allowed: {', '.join(PROFILES)})", path=source,
+                          field="profile")
+    defaults = section(params, "train_defaults", source=source)[profile]
+    over = _cell_overrides(params, cell, source).get("train") or {}
+    if not isinstance(over, dict):
+        raise ConfigError("expected a mapping", path=source, field=f"cells.{cell}.train")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    origin = {}
+    common = {}
+    for k, v in over.items():
+        if k in PROFILES:
+            if not isinstance(v, dict):
+                raise ConfigError("expected a mapping", path=source, field=f"cells.{cell}.train.{k}")
+            for kk in v:
+                if kk not in names:
+                    raise ConfigError(f"unknown key (allowed: {', '.join(sorted(names))})", path=source,
+                                      field=f"cells.{cell}.train.{k}.{kk}")
+            continue
+        if k not in names:
+            raise ConfigError(f"unknown key (allowed: {', '.join(sorted(names | set(PROFILES)))})", path=source,
+                              field=f"cells.{cell}.train.{k}")
+        common[k] = v
+        origin[k] = f"cells.{cell}.train.{k}"
+    specific = over.get(profile) or {}
+    for k in specific:
+        origin[k] = f"cells.{cell}.train.{profile}.{k}"
+    merged = _merge(_merge(defaults, common), specific)
+
+    def field_of(key: str) -> str:
+        top = key.split(".")[0]
+        if top in origin:
+            return origin[top] + key[len(top):]
+        return f"train_defaults.{profile}.{key}"
+
+    return TrainConfig.from_dict(merged, source=source, field_of=field_of)
+
+
+# --------------------------------------------------------------------------------------------------
+# Mask-generator sections (issue 5): mini_generators (pretraining) and proposals (caching).
+
+
+class _NumberMeta(type):
+    def __instancecheck__(cls, value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class number(metaclass=_NumberMeta):
+    """Schema type: an int or a float (not a bool)."""
+
+
+# mini_generators: {<TINY_CONFIGS name>: entry}; see smart/train/generator_pretrain.py GeneratorPretrainConfig.
+MINI_GENERATOR_SCHEMA: dict[str, Any] = {
+    "steps": int, "batch_size": int, "lr": number, "weight_decay": number, "warmup": int, "schedule": str,
+    "min_lr_ratio": number, "grad_clip": number, "num_queries": int, "train_num_points": int, "hflip": bool,
+    "bf16": bool, "seed": int, "log_every": int, "train_dataset": str, "eval_datasets": list,
+    "eval_batch_size": int,
+}
+
+# proposals: see smart/data/proposals.py ProposalCacheConfig.
+PROPOSALS_SCHEMA: dict[str, Any] = {
+    "top_k": int, "shard_size": int, "logit_clamp": number, "logit_stride": int, "score_mode": str,
+}
+SCHEMAS["proposals"] = PROPOSALS_SCHEMA
+
+
+def mini_generator_params(params: dict, name: str, *, source: str | Path | None = None) -> dict:
+    """The validated ``mini_generators.<name>`` entry (every key present, no unknown key, types)."""
+    gens = section(params, "mini_generators", source=source)
+    if not isinstance(gens, dict) or not gens:
+        raise ConfigError("expected a non-empty mapping of generator name -> settings", path=source,
+                          field="mini_generators")
+    if name not in gens:
+        raise ConfigError(f"no entry for generator {name!r}; have {', '.join(gens)}", path=source,
+                          field=f"mini_generators.{name}")
+    check_schema(gens[name], MINI_GENERATOR_SCHEMA, key=f"mini_generators.{name}", source=source)
+    return gens[name]

@@ -57,6 +57,20 @@ def dataset_grid(dataset: str) -> str:
     return f"results/figures/datasets/{dataset}.png"
 
 
+def mini_clip_dir(params: dict) -> str:
+    """The mini profile's pretrained CLIP (an open_clip ``local-dir`` checkpoint)."""
+    return "data/models/mini_clip"
+
+
+def mini_clip_files(params: dict) -> list[str]:
+    d = mini_clip_dir(params)
+    return [f"{d}/open_clip_config.json", f"{d}/open_clip_model.safetensors"]
+
+
+def pretrain_metrics(name: str) -> str:
+    return f"results/pretrain/{name}.json"
+
+
 def table(name: str) -> str:
     return f"results/{name}.csv"
 
@@ -71,6 +85,7 @@ def all_targets(params: dict) -> list[str]:
     out += [dataset_grid(d) for d in ALL_DATASETS]
     if profile(params) == "mini":
         out.append(mini_stamp(params, "captions"))
+        out.append(pretrain_metrics("mini_clip"))
     return out
 
 

@@ -53,6 +53,13 @@ def build_dvc(params: dict) -> dict:
         for unit in sorted(set(P.PAPER_UNIT.values())):
             stamp = P.paper_stamp(params, unit)
             stages[stage_name("prepare", unit)] = _stage([stamp], deps=["smart/data/prepare"], outs=[{stamp: {"cache": False}}])
+    if mini:
+        clip_dir = P.mini_clip_dir(params)
+        stages[stage_name("pretrain_clip")] = _stage(
+            [P.pretrain_metrics("mini_clip")],
+            deps=[P.mini_stamp(params, "captions"), "smart/train/clip_pretrain.py", "smart/model/text.py"],
+            params=["mini_clip"],
+            outs=[clip_dir, {P.pretrain_metrics("mini_clip"): {"cache": False}}])
     for ds in P.ALL_DATASETS:
         ready = P.dataset_ready(params, ds)
         stages[stage_name("check_dataset", ds)] = _stage(
@@ -65,7 +72,10 @@ def build_dvc(params: dict) -> dict:
     stages["table1"] = _stage(
         [t1], deps=P.table1_inputs(params) + ["smart/report"],
         outs=[{t1: {"cache": False}}, {"results/table1.md": {"cache": False}}, {"results/table1.tex": {"cache": False}}])
-    return {"stages": stages, "params": ["params.yaml"]}
+    out = {"stages": stages, "params": ["params.yaml"]}
+    if mini:
+        out["metrics"] = [P.pretrain_metrics("mini_clip")]
+    return out
 
 
 def render(params: dict) -> str:

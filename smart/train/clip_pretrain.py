@@ -64,6 +64,7 @@ class MiniClipConfig:
     bf16: bool = True  # bf16 autocast (CPU and CUDA)
     seed: int = 0
     log_every: int = 25
+    eval_per_class: int = 10  # zero-shot evaluation images per class
 
     @classmethod
     def from_dict(cls, d: dict, *, source: str | Path | None = None) -> "MiniClipConfig":
@@ -323,7 +324,7 @@ def train(cfg: MiniClipConfig, captions_dir: str | Path, out_dir: str | Path, *,
                "final_loss": float(np.mean(losses[-cfg.log_every:])), "samples": len(corpus.captions),
                "parameters": sum(p.numel() for p in model.parameters())}
     save_checkpoint_dir(model, cfg, out_dir)  # saved before evaluation: a failing evaluation loses nothing
-    zs = zero_shot(model, tokenizer, image_size=cfg.image_size)
+    zs = zero_shot(model, tokenizer, image_size=cfg.image_size, per_class=cfg.eval_per_class)
     summary["zero_shot"] = zs
     (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     _log.info("zero-shot: things %.1f%% (held out %.1f%%), stuff %.1f%% (held out %.1f%%)",

@@ -1,0 +1,37 @@
+"""``python -m smart pretrain-clip``: pretrain the mini profile's CLIP on the mini caption corpus."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "pretrain the mini CLIP (open_clip architecture) on the mini world's caption corpus"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", help="params file holding the mini_clip section")
+    p.add_argument("--captions", required=True, help="caption corpus directory (with manifest.json)")
+    p.add_argument("--out", required=True, help="output checkpoint directory (open_clip local-dir format)")
+    p.add_argument("--metrics", default=None, help="also write the summary (zero-shot accuracy) here")
+    p.add_argument("--train-log", default=None, help="JSON-lines training curve")
+
+
+def run(args) -> int:
+    import torch
+
+    from smart.config import load_params, section
+    from smart.train.clip_pretrain import MiniClipConfig, train
+
+    cfg = MiniClipConfig.from_dict(section(load_params(args.params), "mini_clip", source=args.params),
+                                   source=args.params)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    summary = train(cfg, args.captions, args.out, metrics_path=args.train_log)
+    if args.metrics:
+        Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.metrics).write_text(json.dumps(summary, indent=1) + "\n")
+    zs = summary["zero_shot"]
+    print(f"mini CLIP: {summary['steps']} steps in {summary['train_seconds']:.0f} s; zero-shot things "
+          f"{100 * zs['things']['accuracy']:.1f}% (held out {100 * zs['things']['accuracy_held_out']:.1f}%), "
+          f"stuff {100 * zs['stuff']['accuracy']:.1f}% (held out {100 * zs['stuff']['accuracy_held_out']:.1f}%)")
+    return 0
