@@ -13,6 +13,9 @@ EVAL_DATASETS = ("coco", "ade150", "mapillary", "ade847", "pc59", "pc459")
 REFER_DATASETS = ("refcoco", "refcoco+")
 ALL_DATASETS = ("coco_train",) + EVAL_DATASETS + REFER_DATASETS
 
+# Cells trained by the DAG so far (the experiment grid of params.yaml `cells:` grows into this).
+TRAINED_CELLS = ("smart",)
+
 # Which generation/preparation unit produces each dataset, per profile.
 MINI_UNIT = {"coco_train": "coco", "coco": "coco", "ade150": "ade", "ade847": "ade", "mapillary": "mapillary",
              "pc59": "pascal", "pc459": "pascal", "refcoco": "refer", "refcoco+": "refer"}
@@ -67,6 +70,40 @@ def mini_clip_files(params: dict) -> list[str]:
     return [f"{d}/open_clip_config.json", f"{d}/open_clip_model.safetensors"]
 
 
+def mini_generator_dir(name: str) -> str:
+    """A mini mask generator pretrained in the DAG (HF ``save_pretrained`` directory)."""
+    return f"data/models/{name}"
+
+
+def mini_generator_files(name: str) -> list[str]:
+    d = mini_generator_dir(name)
+    return [f"{d}/config.json", f"{d}/model.safetensors", f"{d}/smart_mask_generator.json"]
+
+
+def cell_generator(params: dict, cell: str) -> str:
+    """The mask generator (registry name, e.g. ``mini-swinb``) a cell's training uses."""
+    from smart.config import train_config
+
+    tc = train_config(params, cell, profile=profile(params))
+    return tc.generators[tc.generator]["name"]
+
+
+def proposals_dir(generator: str, dataset: str) -> str:
+    return f"data/proposals/{generator}/{dataset}"
+
+
+def proposals_manifest(generator: str, dataset: str) -> str:
+    return f"{proposals_dir(generator, dataset)}/manifest.json"
+
+
+def train_dir(cell: str) -> str:
+    return f"results/train/{cell}"
+
+
+def train_summary(cell: str) -> str:
+    return f"{train_dir(cell)}/summary.json"
+
+
 def pretrain_metrics(name: str) -> str:
     return f"results/pretrain/{name}.json"
 
@@ -86,6 +123,8 @@ def all_targets(params: dict) -> list[str]:
     if profile(params) == "mini":
         out.append(mini_stamp(params, "captions"))
         out.append(pretrain_metrics("mini_clip"))
+        out += [pretrain_metrics(g) for g in params["mini_generators"]]
+    out += [train_summary(c) for c in TRAINED_CELLS]
     return out
 
 

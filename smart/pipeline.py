@@ -60,6 +60,29 @@ def build_dvc(params: dict) -> dict:
             deps=[P.mini_stamp(params, "captions"), "smart/train/clip_pretrain.py", "smart/model/text.py"],
             params=["mini_clip"],
             outs=[clip_dir, {P.pretrain_metrics("mini_clip"): {"cache": False}}])
+        for gen in params["mini_generators"]:
+            stages[stage_name("pretrain_generator", gen)] = _stage(
+                [P.pretrain_metrics(gen)],
+                deps=[P.mini_stamp(params, "coco"), P.mini_stamp(params, "ade"), "smart/train/generator_pretrain.py",
+                      "smart/model/mask_generator.py"],
+                params=[f"mini_generators.{gen}"],
+                outs=[P.mini_generator_dir(gen), {P.pretrain_metrics(gen): {"cache": False}}])
+    for cell in P.TRAINED_CELLS:
+        gen = P.cell_generator(params, cell)
+        store = P.proposals_dir(gen, "coco_train")
+        if not any(n == stage_name("cache_proposals", f"{gen}-coco_train") for n in stages):
+            gen_dep = [P.mini_generator_dir(gen)] if mini else []
+            stages[stage_name("cache_proposals", f"{gen}-coco_train")] = _stage(
+                [P.proposals_manifest(gen, "coco_train")],
+                deps=P.dataset_ready(params, "coco_train") + gen_dep + ["smart/data/proposals.py"],
+                params=["proposals"], outs=[store])
+        clip_dep = [P.mini_clip_dir(params)] if mini else []
+        tdir = P.train_dir(cell)
+        stages[stage_name("train_cell", cell)] = _stage(
+            [P.train_summary(cell)],
+            deps=[store] + clip_dep + ["smart/train", "smart/model"],
+            params=[f"train_defaults.{P.profile(params)}", f"model.{P.profile(params)}", f"cells.{cell}"],
+            outs=[{P.train_summary(cell): {"cache": False}}, f"{tdir}/model.pt", {f"{tdir}/metrics.jsonl": {"cache": False}}])
     for ds in P.ALL_DATASETS:
         ready = P.dataset_ready(params, ds)
         stages[stage_name("check_dataset", ds)] = _stage(
@@ -73,8 +96,10 @@ def build_dvc(params: dict) -> dict:
         [t1], deps=P.table1_inputs(params) + ["smart/report"],
         outs=[{t1: {"cache": False}}, {"results/table1.md": {"cache": False}}, {"results/table1.tex": {"cache": False}}])
     out = {"stages": stages, "params": ["params.yaml"]}
+    metrics = [P.train_summary(c) for c in P.TRAINED_CELLS]
     if mini:
-        out["metrics"] = [P.pretrain_metrics("mini_clip")]
+        metrics = [P.pretrain_metrics("mini_clip")] + [P.pretrain_metrics(g) for g in params["mini_generators"]] + metrics
+    out["metrics"] = metrics
     return out
 
 

@@ -23,3 +23,5 @@ MINI_WORLD_CODE = sorted(str(p) for p in (_PKG / "data/mini").glob("*.py")) + [s
 wildcard_constraints:
     dataset="|".join(re.escape(d) for d in P.ALL_DATASETS),
     unit="[a-z0-9_+]+",
+    cell="[A-Za-z0-9_]+",
+    generator="[A-Za-z0-9_.-]+",
