@@ -105,16 +105,7 @@ def model_config(params: dict, cell: str, *, profile: str | None = None, source:
     models = section(params, "model", source=source)
     if profile not in models:
         raise ConfigError(f"no model entry for profile {profile!r}", path=source, field=f"model.{profile}")
-    cells = section(params, "cells", source=source)
-    if cell not in cells:
-        raise ConfigError(f"unknown cell; have {', '.join(cells)}", path=source, field=f"cells.{cell}")
-    overrides = cells[cell] or {}
-    if not isinstance(overrides, dict):
-        raise ConfigError("expected a mapping", path=source, field=f"cells.{cell}")
-    for k in overrides:
-        if k not in CELL_KEYS:
-            raise ConfigError(f"unknown key (allowed: {', '.join(sorted(CELL_KEYS))})", path=source,
-                              field=f"cells.{cell}.{k}")
+    overrides = _cell_overrides(params, cell, source)
     merged = {**(models[profile] or {}), **(overrides.get("model") or {})}
     try:
         return SmartModelConfig.from_dict(merged, source=source)

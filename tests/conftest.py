@@ -13,6 +13,18 @@ SMALL_WORLD = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """The tests run tiny models: one intra-op thread avoids oversubscription stalls (notably when
+    the machine's 2 cores are shared) and is as fast as two for these sizes."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def small_world_cfg():
     return {k: (dict(v) if isinstance(v, dict) else v) for k, v in SMALL_WORLD.items()}

@@ -39,13 +39,6 @@ REPO = Path(__file__).resolve().parents[2]
 CFG = ProposalCacheConfig(top_k=8, shard_size=5, logit_clamp=40.0, logit_stride=1, score_mode="objectness")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _save_generator(path: Path, seed: int) -> Path:
     """A random-init mini-r50 whose mask logits are scaled ×40 to a trained generator's magnitude (random

@@ -27,14 +27,6 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = {"steps": 4, "batch_size": 2, "log_every": 2, "warmup": 1, "train_num_points": 256, "eval_batch_size": 6}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture
 def keep_log_handlers():
