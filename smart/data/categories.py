@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from smart.errors import InputError
+from smart.io import load_json
 
 PLACEHOLDER = "invalid_class_id"
 VOCAB_JSON = "fcclip_categories_with_synonyms.json"
@@ -151,12 +152,7 @@ def vocabulary_from_json_list(key: str, items: list[dict], *, source: str | Path
 
 def load_vocab_json(path: str | Path, key: str) -> Vocabulary:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("category file not found", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON ({exc})", path=path) from None
+    data = load_json(path, "category file")
     if key not in data:
         raise InputError(f"no vocabulary {key!r}; have {sorted(data)}", path=path, field=key)
     return vocabulary_from_json_list(key, data[key], source=path)

@@ -292,7 +292,25 @@ def select_top_k(outputs: Mapping[str, Tensor], k: int) -> dict[str, Tensor]:
 # the transformers backend
 
 
-class Mask2FormerGenerator(nn.Module):
+class _GeneratorBase(nn.Module):
+    """What the Mask2Former backends share: the preprocessing of their settings, and staying in eval
+    mode while frozen. Subclasses set ``model``, ``tune``, ``pixel_mean``/``pixel_std``, ``resize``,
+    ``min_size``, ``max_size`` and ``size_divisibility``."""
+
+    def train(self, mode: bool = True):
+        super().train(mode and self.tune)  # a frozen generator stays in eval mode
+        return self
+
+    def preprocess(self, images: Sequence[Any] | Tensor, *, device: torch.device | str | None = None) -> dict:
+        """See :func:`preprocess_images`; uses this generator's settings and device."""
+        if device is None:
+            device = next(self.model.parameters()).device
+        return preprocess_images(images, pixel_mean=self.pixel_mean, pixel_std=self.pixel_std,
+                                 resize=self.resize, min_size=self.min_size, max_size=self.max_size,
+                                 size_divisibility=self.size_divisibility, device=device)
+
+
+class Mask2FormerGenerator(_GeneratorBase):
     """Mask proposals from a (by default frozen) transformers Mask2Former."""
 
     def __init__(self, *, model: nn.Module, pixel_mean: Sequence[float] = PIXEL_MEAN,
@@ -385,18 +403,6 @@ class Mask2FormerGenerator(nn.Module):
         """C, the closed-set classes of the generator's own head (no-object excluded)."""
         return int(self.model.config.num_labels)
 
-    def train(self, mode: bool = True) -> Mask2FormerGenerator:
-        super().train(mode and self.tune)  # a frozen generator stays in eval mode
-        return self
-
-    def preprocess(self, images: Sequence[Any] | Tensor, *, device: torch.device | str | None = None) -> dict:
-        """See :func:`preprocess_images`; uses this generator's settings and device."""
-        if device is None:
-            device = next(self.model.parameters()).device
-        return preprocess_images(images, pixel_mean=self.pixel_mean, pixel_std=self.pixel_std,
-                                 resize=self.resize, min_size=self.min_size, max_size=self.max_size,
-                                 size_divisibility=self.size_divisibility, device=device)
-
     def forward(self, pixel_values: Tensor, *, top_k: int | None = None) -> dict[str, Tensor]:
         """
         Args:
@@ -463,7 +469,7 @@ def _import_detectron2() -> dict:
             "add_deeplab_config": add_deeplab_config, "add_maskformer2_config": add_maskformer2_config}
 
 
-class Detectron2MaskGenerator(nn.Module):
+class Detectron2MaskGenerator(_GeneratorBase):
     """Mask proposals from the original detectron2 Mask2Former (model-zoo ``.pkl``), same outputs as
     :class:`Mask2FormerGenerator`. Optional: needs detectron2 + Mask2Former importable."""
 
@@ -503,17 +509,6 @@ class Detectron2MaskGenerator(nn.Module):
                    resize=cfg.resize, min_size=cfg.min_size, max_size=cfg.max_size,
                    size_divisibility=cfg.size_divisibility, top_k=cfg.top_k, score_mode=cfg.score_mode,
                    tune=cfg.tune_mask_generator, amp=cfg.amp)
-
-    def train(self, mode: bool = True) -> Detectron2MaskGenerator:
-        super().train(mode and self.tune)
-        return self
-
-    def preprocess(self, images: Sequence[Any] | Tensor, *, device: torch.device | str | None = None) -> dict:
-        if device is None:
-            device = next(self.model.parameters()).device
-        return preprocess_images(images, pixel_mean=self.pixel_mean, pixel_std=self.pixel_std,
-                                 resize=self.resize, min_size=self.min_size, max_size=self.max_size,
-                                 size_divisibility=self.size_divisibility, device=device)
 
     def forward(self, pixel_values: Tensor, *, top_k: int | None = None) -> dict[str, Tensor]:  # pragma: no cover
         amp = self.amp and pixel_values.is_cuda

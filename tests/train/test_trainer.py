@@ -46,14 +46,6 @@ def root(tmp_path_factory):
     return r
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops are much slower with 2 threads on a shared 2-core machine
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_cfg(**kw) -> TrainConfig:
     base = {"iterations": 6, "batch_size": 2, "crop_size": 64, "min_scale": 0.5, "max_scale": 1.5, "num_workers": 0,
             "log_period": 1, "checkpoint_period": 3, "bf16": False, "grad_checkpointing": False, "warmup_iters": 2,
