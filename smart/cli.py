@@ -22,11 +22,15 @@ COMMANDS: dict[str, str] = {
     "prepare": "smart.data.prepare.cli",
     "evaluate": "smart.eval.cli",
     "table": "smart.report.cli",
+    "figure": "smart.report.cli_figure",
     "pretrain-clip": "smart.train.cli_clip",
     "train": "smart.train.cli_train",
     "pretrain-generator": "smart.train.cli_generator",
     "cache-proposals": "smart.data.cli_proposals",
     "model-summary": "smart.model.summary",
+    "eval-cell": "smart.eval.cli_cell",
+    "benchmark": "smart.eval.cli_benchmark",
+    "eval-refer": "smart.eval.cli_refer",
 }
 
 

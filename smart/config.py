@@ -84,7 +84,7 @@ def section(params: dict, key: str, *, source: str | Path | None = None) -> dict
     return value
 
 
-CELL_KEYS = {"model", "train", "paper_only"}
+CELL_KEYS = {"model", "train", "paper_only", "seeds", "datasets", "oracle", "model_from"}
 
 
 def cell_names(params: dict) -> list[str]:
@@ -183,7 +183,7 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise err(name, f"expected an integer, got {v!r}")
-            lo = 0 if name in ("warmup_iters", "seed", "num_workers") else 1
+            lo = 0 if name in ("iterations", "warmup_iters", "seed", "num_workers") else 1  # 0 its: untrained
             if v < lo:
                 raise err(name, f"expected an integer >= {lo}, got {v}")
         if self.crop_size < 8:
@@ -330,7 +330,7 @@ def _cell_overrides(params: dict, cell: str, source: str | Path | None) -> dict:
     return overrides
 
 
-def train_config(params: dict, cell: str, *, profile: str | None = None,
+def train_config(params: dict, cell: str, *, profile: str | None = None, seed: int | None = None,
                  source: str | Path | None = None) -> TrainConfig:
     """The resolved :class:`TrainConfig` of one cell: ``train_defaults.<profile>``, then the cell's
     ``train:`` keys, then the cell's ``train.<profile>:`` keys (profile-only overrides, e.g. Table 1's
@@ -372,6 +372,8 @@ def train_config(params: dict, cell: str, *, profile: str | None = None,
             return origin[top] + key[len(top):]
         return f"train_defaults.{profile}.{key}"
 
+    if seed is not None:  # one run of the cell's seed list (cells.<cell>.seeds)
+        merged = {**merged, "seed": int(seed)}
     return TrainConfig.from_dict(merged, source=source, field_of=field_of)
 
 
@@ -414,3 +416,102 @@ def mini_generator_params(params: dict, name: str, *, source: str | Path | None 
                           field=f"mini_generators.{name}")
     check_schema(gens[name], MINI_GENERATOR_SCHEMA, key=f"mini_generators.{name}", source=source)
     return gens[name]
+
+
+# --------------------------------------------------------------------------------------------------
+# The experiment grid (issue 6): seeds, evaluation datasets and evaluation-only cells.
+
+EVAL_SCHEMA: dict[str, Any] = {
+    "object_mask_threshold": number, "overlap_threshold": number, "mask_threshold": number, "batch_size": int,
+}
+SCHEMAS["eval"] = EVAL_SCHEMA
+CELL_DEFAULTS_SCHEMA: dict[str, Any] = {"seeds": list, "datasets": list}
+SCHEMAS["cell_defaults"] = CELL_DEFAULTS_SCHEMA
+EVAL_DATASETS = ("coco", "ade150", "mapillary", "ade847", "pc59", "pc459")
+ORACLES = ("none", "generator", "classifier")
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """How one cell of ``cells:`` runs: its seeds, the benchmarks it is scored on, and — for an
+    evaluation-only cell (Fig. 2a oracles) — the cell whose trained models it evaluates."""
+
+    name: str
+    seeds: tuple[int, ...]
+    datasets: tuple[str, ...]
+    oracle: str = "none"  # none | generator | classifier
+    model_from: str | None = None  # evaluate this cell's models (no training of its own)
+
+    @property
+    def trained(self) -> bool:
+        return self.model_from is None
+
+    @property
+    def model_cell(self) -> str:
+        """The cell whose ``model.pt`` files this cell's evaluation reads."""
+        return self.model_from or self.name
+
+
+def _seed_list(value: Any, field: str, source) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"expected a non-empty list of seeds, got {value!r}", path=source, field=field)
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"expected non-negative integer seeds, got {v!r}", path=source, field=field)
+    if len(set(value)) != len(value):
+        raise ConfigError(f"duplicate seeds in {value}", path=source, field=field)
+    return tuple(value)
+
+
+def _dataset_list(value: Any, field: str, source) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"expected a non-empty list of datasets, got {value!r}", path=source, field=field)
+    for v in value:
+        if v not in EVAL_DATASETS:
+            raise ConfigError(f"unknown evaluation dataset {v!r} (allowed: {', '.join(EVAL_DATASETS)})",
+                              path=source, field=field)
+    return tuple(dict.fromkeys(value))
+
+
+def cell_spec(params: dict, cell: str, *, source: str | Path | None = None) -> CellSpec:
+    """The resolved :class:`CellSpec` of ``cells.<cell>`` (``cell_defaults`` fill seeds / datasets)."""
+    over = _cell_overrides(params, cell, source)
+    defaults = section(params, "cell_defaults", source=source)
+    seeds = _seed_list(over.get("seeds", defaults["seeds"]),
+                       f"cells.{cell}.seeds" if "seeds" in over else "cell_defaults.seeds", source)
+    datasets = _dataset_list(over.get("datasets", defaults["datasets"]),
+                             f"cells.{cell}.datasets" if "datasets" in over else "cell_defaults.datasets", source)
+    oracle = over.get("oracle", "none")
+    if oracle not in ORACLES:
+        raise ConfigError(f"unknown oracle {oracle!r} (allowed: {', '.join(ORACLES)})", path=source,
+                          field=f"cells.{cell}.oracle")
+    model_from = over.get("model_from")
+    if model_from is not None:
+        cells = section(params, "cells", source=source)
+        if model_from not in cells or model_from == cell:
+            raise ConfigError(f"model_from must name another cell, got {model_from!r}", path=source,
+                              field=f"cells.{cell}.model_from")
+        if (cells[model_from] or {}).get("model_from"):
+            raise ConfigError(f"{model_from!r} is itself an evaluation-only cell", path=source,
+                              field=f"cells.{cell}.model_from")
+        for k in ("model", "train"):
+            if k in over:
+                raise ConfigError(f"an evaluation-only cell (model_from) takes no {k!r} overrides", path=source,
+                                  field=f"cells.{cell}.{k}")
+        src_seeds = cell_spec(params, model_from, source=source).seeds
+        missing = [s for s in seeds if s not in src_seeds]
+        if missing:
+            raise ConfigError(f"seeds {missing} are not trained by cell {model_from!r} (its seeds: {list(src_seeds)})",
+                              path=source, field=f"cells.{cell}.seeds")
+    elif oracle != "none":
+        raise ConfigError("an oracle cell evaluates another cell's models: set model_from", path=source,
+                          field=f"cells.{cell}.model_from")
+    return CellSpec(cell, seeds, datasets, oracle, model_from)
+
+
+def eval_settings(params: dict, *, oracle: str = "none", source: str | Path | None = None):
+    """params.yaml ``eval`` → :class:`smart.eval.cell.EvalSettings`."""
+    from smart.eval.cell import EvalSettings
+
+    ev = section(params, "eval", source=source)
+    return EvalSettings(**ev, oracle=oracle)

@@ -1,8 +1,12 @@
 import json
+from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from smart.report.tables import TABLE1_COLUMNS, build_table1, paper_numbers, write_table
+from smart.config import load_params
+from smart.errors import ConfigError
+from smart.report.tables import TABLE1_COLUMNS, build_table1, build_table3, paper_numbers, write_table
 
 
 def test_paper_numbers_file():
@@ -15,16 +19,53 @@ def test_paper_numbers_file():
     assert n["table4"]["rows"][1]["values"] == [24.6, 25.9]
 
 
-def test_table1_has_paper_rows_and_deltas(tmp_path):
-    m = tmp_path / "metrics" / "smart_swinb"
-    m.mkdir(parents=True)
-    (m / "ade150.json").write_text(json.dumps({"PQ": 30.0, "mIoU": 35.0}))
-    df = build_table1(metrics_dir=tmp_path / "metrics", cells={"smart_swinb": "SMART-SwinB"}, profile="mini")
-    ours = df[df["source"] == "reproduced"].iloc[0]
-    assert ours["ade150_PQ"] == 30.0 and ours["delta_ade150_PQ"] == 1.9 and ours["delta_ade150_mIoU"] == -1.8
-    assert pd.isna(ours["coco_PQ"]) or ours["coco_PQ"] is None
+def _write(metrics: Path, cell: str, seed: int, dataset: str, **values):
+    d = metrics / cell / f"s{seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{dataset}.json").write_text(json.dumps(values))
+
+
+def test_table1_has_paper_rows_seeds_and_deltas(tmp_path):
+    params = load_params("params.yaml")
+    params["report"]["table1"] = {"smart_swinb": "SMART-SwinB", "frozen": "Frozen baseline"}
+    m = tmp_path / "metrics"
+    for seed, pq in zip((0, 1, 2), (29.0, 30.0, 31.0)):
+        _write(m, "smart_swinb", seed, "ade150", PQ=pq, mIoU=35.0)
+    _write(m, "frozen", 0, "ade150", PQ=10.0, mIoU=None)
+    df = build_table1(params=params, metrics_dir=m, profile="mini")
+    ours = df[df["source"] == "reproduced"].set_index("method")
+    row = ours.loc["SMART-SwinB (ours: smart_swinb)"]
+    assert row["ade150_PQ"] == 30.0 and row["ade150_PQ_std"] == 1.0 and row["seeds"] == 3
+    assert row["delta_ade150_PQ"] == 1.9 and row["delta_ade150_mIoU"] == -1.8
+    assert pd.isna(row["coco_PQ"])
+    frozen = ours.loc["Frozen baseline (ours: frozen)"]
+    assert frozen["ade150_PQ"] == 10.0 and pd.isna(frozen["ade150_PQ_std"]) and frozen["seeds"] == 1
+    assert pd.isna(frozen["ade150_mIoU"])
     write_table(df, tmp_path / "t" / "table1.csv", caption="Table 1")
     back = pd.read_csv(tmp_path / "t" / "table1.csv")
-    assert len(back) == len(df) == 11
-    assert (tmp_path / "t" / "table1.md").read_text().startswith("Table 1")
+    assert len(back) == len(df) == 12
+    md = (tmp_path / "t" / "table1.md").read_text()
+    assert md.startswith("Table 1") and "30.0 ± 1.0" in md and "ade150_PQ_std" not in md
     assert "\\begin{tabular}" in (tmp_path / "t" / "table1.tex").read_text()
+
+
+def test_table3_rows_follow_params_and_skip_paper_only_cells(tmp_path):
+    params = load_params("params.yaml")
+    m = tmp_path / "metrics"
+    _write(m, "smart", 0, "ade150", PQ=20.0, mIoU=25.0)
+    _write(m, "smart", 1, "ade150", PQ=22.0, mIoU=27.0)
+    params["cells"]["smart"]["seeds"] = [0, 1]
+    df = build_table3("table3f", params=params, metrics_dir=m, profile="mini")
+    assert list(df["VLM backbone"]) == ["ViT-B-16", "ViT-L-14-336", "EVA01-g-14-plus"]
+    r = df.set_index("cell").loc["smart"]
+    assert r["PQ"] == 21.0 and r["paper_PQ"] == 27.5 and r["delta_PQ"] == -6.5 and r["mIoU"] == 26.0
+    assert pd.isna(df.set_index("cell").loc["table3f_vitb16", "PQ"])  # paper-only: not run in mini
+    d = build_table3("table3d", params=params, metrics_dir=m, profile="mini")
+    assert list(d["cell"]) == ["frozen", "table3d_sma", "smart"] and list(d["paper_PQ"]) == [9.6, 18.9, 27.5]
+
+
+def test_table_names_an_unknown_cell():
+    params = load_params("params.yaml")
+    params["report"]["table1"] = {"nope": "SMART-SwinB"}
+    with pytest.raises(ConfigError, match=r"report\.table1\.nope"):
+        build_table1(params=params, metrics_dir="x", profile="mini")

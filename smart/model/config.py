@@ -82,6 +82,7 @@ class SmartModelConfig:
     # --- text side (§4.8) and Table 3(e) ---
     class_names: str = "openseg"  # "openseg": synonyms x 14 VILD templates; "plain": raw first name
     logit_scale_max: float = 100.0  # logits = clamp(exp(logit_scale), max) * cos
+    void_class: bool = True  # learned void embedding (§4.8); False: no void logit (the training-free baseline)
     tune_text_encoder: bool = False  # Table 3(e): also tune CLIP's text tower
     tune_mask_generator: bool = False  # Table 3(e): read by smart.model.mask_generator
     # --- engineering ---
@@ -117,7 +118,7 @@ class SmartModelConfig:
                 raise ConfigError(f"must be positive, got {getattr(self, name)}", field=name)
         if self.fq_lr_multiplier < 0:
             raise ConfigError(f"must be >= 0, got {self.fq_lr_multiplier}", field="fq_lr_multiplier")
-        for name in ("sma", "sma_residual", "qpt", "mask_attend_cls", "tune_text_encoder",
+        for name in ("sma", "sma_residual", "qpt", "mask_attend_cls", "tune_text_encoder", "void_class",
                      "tune_mask_generator", "grad_checkpointing"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"expected true or false, got {getattr(self, name)!r}", field=name)
@@ -259,8 +260,9 @@ for _r in TABLE3B_LORA_RANKS:
 for _n in range(4):
     register_preset(f"table3c-da{_n}", f"Table 3(c): {_n} DA layers", base="paper", da_layers=_n)
 # Table 3(d): components.
-register_preset("table3d-baseline", "Table 3(d): frozen M2F + frozen CLIP with mask attention (DA kept)",
-                base="paper", sma=False, qpt=False, tune="none")
+register_preset("table3d-baseline", "Table 3(d): frozen M2F + frozen CLIP with mask attention, training-free "
+                "(no void class; the cell trains 0 iterations)", base="paper", sma=False, qpt=False, tune="none",
+                void_class=False)
 register_preset("table3d-sma", "Table 3(d): + SMA (CLIP frozen)", base="paper", sma=True, qpt=False, tune="none")
 register_preset("table3d-smart", "Table 3(d): + SMA + QPT (= paper)", base="paper")
 # Table 3(e): extra tuning.

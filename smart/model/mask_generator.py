@@ -83,7 +83,8 @@ class BackendUnavailableError(RuntimeError):
 class GeneratorConfig:
     """Mask-generator parameters (``proposals`` section of the run config)."""
 
-    name: str = "mini-swinb"  # a TINY_CONFIGS key (random init), used when ``pretrained`` is None
+    name: str = "mini-swinb"  # random init when ``pretrained`` is None: a TINY_CONFIGS key, or a hub name /
+    # local directory whose *architecture* (config.json) is built untrained (Fig. 2b "from scratch")
     backend: str = "hf"  # hf | detectron2
     pretrained: str | None = None  # hub name or local directory (hf); model-zoo .pkl (detectron2)
     num_labels: int = 10  # closed-set classes C of a tiny config (ignored when loading weights)
@@ -364,7 +365,14 @@ class Mask2FormerGenerator(_GeneratorBase):
         from transformers import Mask2FormerForUniversalSegmentation
 
         with _quiet_transformers():
-            hf_cfg = tiny_mask2former_config(cfg.name, num_labels=cfg.num_labels, num_queries=cfg.num_queries)
+            if cfg.name in TINY_CONFIGS:
+                hf_cfg = tiny_mask2former_config(cfg.name, num_labels=cfg.num_labels, num_queries=cfg.num_queries)
+            else:  # the architecture of a released model, randomly initialised
+                from transformers import Mask2FormerConfig
+
+                hf_cfg = Mask2FormerConfig.from_pretrained(cfg.name)
+                if cfg.num_queries is not None:
+                    hf_cfg.num_queries = cfg.num_queries
             model = Mask2FormerForUniversalSegmentation(hf_cfg)
         return cls(model=model, **kw)
 

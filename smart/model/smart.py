@@ -47,6 +47,7 @@ _logger = logging.getLogger(__name__)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
+VOID_OFF_LOGIT = -1.0e4  # the void logit when ``void_class`` is off (finite: the loss stays defined)
 PARAM_GROUPS = ("clip_visual", "clip_text", "lora", "sma", "adapter", "void")
 
 
@@ -172,6 +173,8 @@ class SmartModel(nn.Module):
         _, xm, mask = self.classifier.forward_tokens(clip_images, pred_masks.detach(), tgt)  # xm (B, Q, D)
         z = self.classifier.tower.head(xm)  # (B, Q, E)
         logits = self.text_classifier(z, emb, self.clip.logit_scale)  # (B, Q, t+1)
+        if not self.config.void_class:  # no void class: every proposal is a candidate segment
+            logits = torch.cat([logits[..., :-1], torch.full_like(logits[..., -1:], VOID_OFF_LOGIT)], dim=-1)
         return {"pred_logits": logits, "pred_masks": pred_masks, "mask_embeddings": z, "empty_masks": mask.empty}
 
     # ------------------------------------------------------------------ parameters
@@ -258,6 +261,8 @@ def build_model(cfg: SmartModelConfig | dict, *, device: str | torch.device | No
     classifier.tie = tie
     apply_tuning(classifier, tune=cfg.tune, qpt=cfg.qpt, qpt_param=cfg.qpt_param, lora_rank=cfg.lora_rank,
                  lora_alpha=cfg.lora_alpha, lora_targets=cfg.lora_targets, tune_text_encoder=cfg.tune_text_encoder)
+    if not cfg.void_class:
+        text_classifier.void_embedding.requires_grad_(False)
     tokenizer = None if meta else open_clip.get_tokenizer(cfg.clip_model)
     model = SmartModel(classifier=classifier, adapter=adapter, text_classifier=text_classifier, config=cfg,
                        tokenizer=tokenizer, text_cache_dir=text_cache_dir)

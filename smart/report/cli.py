@@ -1,32 +1,65 @@
-"""``python -m smart table NAME``: regenerate one paper table from the pipeline's metrics."""
+"""``python -m smart table NAME``: regenerate one paper table from the pipeline's results.
+
+Examples::
+
+    python -m smart table table1 --params params.yaml --out results/table1.csv
+    python -m smart table table3a --params params.yaml --out results/table3a.csv
+
+Which cells fill which rows is params.yaml ``report``; the paper's numbers come from
+``smart/report/paper_numbers.yaml``. Every table is written as ``.csv`` + ``.md`` + ``.tex``.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "write a paper table (CSV + .md + .tex) from the metric files, next to the paper's numbers"
+HELP = "write a paper table (CSV + .md + .tex) from the pipeline's results, next to the paper's numbers"
+
+NAMES = ("table1", "table2", "table3a", "table3b", "table3c", "table3d", "table3e", "table3f", "table4")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", choices=["table1"], help="which table")
-    p.add_argument("--metrics-dir", default="results/metrics", help="directory of <cell>/<dataset>.json metrics")
-    p.add_argument("--cell", action="append", default=[], metavar="CELL=METHOD",
-                   help="a reproduced cell and the paper row it reproduces (repeatable)")
-    p.add_argument("--profile", default="mini", choices=["mini", "paper"])
-    p.add_argument("--out", required=True, help="output CSV path")
+    p.add_argument("name", choices=NAMES, help="which table")
+    p.add_argument("--params", default="params.yaml", help="params file (report, cells)")
+    p.add_argument("--profile", default=None, choices=["mini", "paper"], help="default: params.yaml `profile`")
+    p.add_argument("--metrics-dir", default="results/metrics", help="directory of <cell>/s<seed>/<dataset>.json")
+    p.add_argument("--train-dir", default="results/train", help="directory of <cell>/s<seed>/summary.json")
+    p.add_argument("--benchmark", default=None, help="Table 2: the benchmark JSON (default results/benchmarks/<cell>.json)")
+    p.add_argument("--out", required=True, help="output CSV path (.md and .tex are written next to it)")
 
 
 def run(args) -> int:
-    from smart.errors import ConfigError
-    from smart.report.tables import build_table1, paper_numbers, write_table
+    from pathlib import Path
 
-    cells = {}
-    for item in args.cell:
-        cell, sep, method = item.partition("=")
-        if not sep:
-            raise ConfigError(f"expected CELL=METHOD, got {item!r}", field="--cell")
-        cells[cell] = method
-    df = build_table1(metrics_dir=args.metrics_dir, cells=cells, profile=args.profile)
-    write_table(df, args.out, caption=paper_numbers()["table1"]["caption"])
-    print(f"wrote {args.out} ({len(df)} rows, {sum(df['source'] == 'reproduced')} reproduced)")
+    from smart.config import load_params
+    from smart.report.tables import TABLE3, build_table1, build_table3, paper_numbers, write_table
+
+    params = load_params(args.params)
+    profile = args.profile or params["profile"]
+    numbers = paper_numbers()
+    decimals = None
+    if args.name == "table1":
+        df = build_table1(params=params, metrics_dir=args.metrics_dir, profile=profile)
+        caption = numbers["table1"]["caption"]
+    elif args.name in TABLE3:
+        df = build_table3(args.name, params=params, metrics_dir=args.metrics_dir, profile=profile)
+        key = TABLE3[args.name][0]
+        caption = f"{numbers['table3']['caption']} ({key.replace('_', ' ', 1)})"
+    elif args.name == "table2":
+        from smart.report.table2 import DECIMALS, build_table2
+
+        decimals = DECIMALS
+        cell = params["report"]["table2"]["cell"]
+        bench = args.benchmark or str(Path("results/benchmarks") / f"{cell}.json")
+        df = build_table2(params=params, benchmark_json=bench, train_dir=args.train_dir,
+                          metrics_dir=args.metrics_dir, profile=profile)
+        caption = numbers["table2"]["caption"]
+    else:  # table4
+        from smart.report.table4 import build_table4
+
+        df = build_table4(params=params, metrics_dir=args.metrics_dir, profile=profile)
+        caption = numbers["table4"]["caption"]
+    write_table(df, args.out, caption=caption, decimals=decimals)
+    n = int((df["source"] == "reproduced").sum()) if "source" in df else len(df)
+    print(f"wrote {args.out} ({len(df)} rows, {n} reproduced)")
     return 0

@@ -1,19 +1,25 @@
 """Paper tables as CSV (+ Markdown and LaTeX renders): reproduced rows next to the paper's rows.
 
 Paper numbers come only from ``smart/report/paper_numbers.yaml``. Reproduced numbers come from the
-per-(cell, dataset) metric files ``<metrics_dir>/<cell>/<dataset>.json`` written by evaluation
-(keys ``PQ`` and ``mIoU`` in percent). A reproduced row of a cell that maps to a paper row gets
-``delta_<column>`` = ours − paper.
+per-(cell, seed, dataset) metric files ``<metrics_dir>/<cell>/s<seed>/<dataset>.json`` written by
+``python -m smart eval-cell`` (keys ``PQ`` and ``mIoU`` in percent), averaged over the cell's seeds
+(``smart.report.collect``). Which cell fills which row is params.yaml ``report``. A reproduced row of a
+cell that maps to a paper row gets ``delta_<column>`` = ours − paper.
+
+The CSV keeps full numbers (mean and ``_std`` columns); the Markdown and LaTeX renders show one
+decimal, as the paper, with ``mean ± std`` where a cell has several seeds.
 """
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 import yaml
+
+from smart.errors import ConfigError
+from smart.report.collect import Stat, cell_metric
 
 # Table 1 column -> (dataset alias, metric key in the metrics JSON)
 TABLE1_COLUMNS = {
@@ -40,53 +46,130 @@ def _paper_rows_table1(numbers: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _read_metric(metrics_dir: Path, cell: str, dataset: str, key: str):
-    p = metrics_dir / cell / f"{dataset}.json"
-    if not p.exists():
-        return None
-    value = json.loads(p.read_text()).get(key)
-    return None if value is None else float(value)
+def _stat_columns(row: dict, col: str, st: Stat) -> None:
+    row[col] = None if st.mean is None else round(st.mean, 2)
+    row[f"{col}_std"] = None if st.std is None else round(st.std, 2)
 
 
-def build_table1(*, metrics_dir: str | Path, cells: dict[str, str], profile: str) -> pd.DataFrame:
-    """Table 1: the paper's rows and one reproduced row per cell.
+def build_table1(*, params: dict, metrics_dir: str | Path, profile: str) -> pd.DataFrame:
+    """Table 1: the paper's rows and one reproduced row per cell of ``report.table1``.
 
-    Args:
-        metrics_dir: directory of ``<cell>/<dataset>.json`` metric files.
-        cells: reproduced cell name -> the paper method it reproduces (e.g. ``smart_swinb`` -> ``SMART-SwinB``).
-        profile: ``mini`` or ``paper`` (recorded in the ``profile`` column).
+    Each reproduced value is the mean over the cell's seeds (``<col>_std`` holds the sample std when a
+    cell has several seeds, ``seeds`` how many were found); a row whose method is a paper row gets
+    ``delta_<col>`` = ours − paper.
     """
+    from smart.config import cell_spec
+
     numbers = paper_numbers()
     paper = _paper_rows_table1(numbers)
     metrics_dir = Path(metrics_dir)
     ours = []
-    for cell, method in cells.items():
+    for cell, method in params["report"]["table1"].items():
+        if cell not in params["cells"]:
+            raise ConfigError(f"unknown cell {cell!r}", field=f"report.table1.{cell}")
+        spec = cell_spec(params, cell)
         row = {"method": f"{method} (ours: {cell})", "source": "reproduced", "profile": profile}
+        n = 0
         for col, (ds, key) in TABLE1_COLUMNS.items():
-            row[col] = _read_metric(metrics_dir, cell, ds, key)
+            st = cell_metric(metrics_dir, cell, ds, key, spec.seeds)
+            _stat_columns(row, col, st)
+            n = max(n, st.n)
+        row["seeds"] = n
         ref = paper[paper["method"] == method]
         if len(ref):
             for col in TABLE1_COLUMNS:
                 a, b = row[col], ref.iloc[0][col]
                 row[f"delta_{col}"] = None if a is None or pd.isna(b) else round(a - float(b), 1)
         ours.append(row)
-    return pd.concat([paper, pd.DataFrame(ours)], ignore_index=True) if ours else paper
+    df = pd.concat([paper, pd.DataFrame(ours)], ignore_index=True) if ours else paper
+    if "seeds" in df:
+        df["seeds"] = df["seeds"].astype("Int64")
+        df.insert(3, "seeds", df.pop("seeds"))
+    return df
 
 
-def write_table(df: pd.DataFrame, out_csv: str | Path, *, caption: str = "") -> None:
-    """Write ``.csv`` plus ``.md`` and ``.tex`` renders next to it (1 decimal, as the paper)."""
+# Table 3 parts: (params report.table3 key, paper_numbers table3 key, row label, metrics)
+TABLE3 = {
+    "table3a": ("a_tuned_parameters", "tuned parameters", ("PQ",)),
+    "table3b": ("b_lora_rank", "LoRA rank", ("PQ",)),
+    "table3c": ("c_da_layers", "DA layers", ("PQ",)),
+    "table3d": ("d_components", "components", ("PQ",)),
+    "table3e": ("e_extra_tuning", "extra tuning", ("PQ",)),
+    "table3f": ("f_vlm_backbone", "VLM backbone", ("PQ", "mIoU")),
+}
+
+
+def build_table3(part: str, *, params: dict, metrics_dir: str | Path, profile: str) -> pd.DataFrame:
+    """One part of Table 3 (ablations on ADE150): per setting, the paper's number and ours.
+
+    Rows follow ``report.table3.<key>`` (setting -> cell). A cell that does not run in this profile
+    (``paper_only``) has empty reproduced columns. Columns: ``setting``, ``cell``, ``paper_<m>``,
+    ``<m>`` (mean over seeds), ``<m>_std``, ``seeds``, ``delta_<m>``.
+    """
+    from smart.config import cell_names, cell_spec
+
+    key, label, metric_keys = TABLE3[part]
+    paper = paper_numbers()["table3"][key]
+    mapping = params["report"]["table3"][key]
+    runnable = set(cell_names(params))
+    rows = []
+    for setting, cell in mapping.items():
+        if cell not in params["cells"]:
+            raise ConfigError(f"unknown cell {cell!r}", field=f"report.table3.{key}.{setting}")
+        ref = paper.get(setting, paper.get(str(setting)))
+        row = {label: str(setting), "cell": cell, "profile": profile}
+        n = 0
+        for m in metric_keys:
+            pv = ref.get(m) if isinstance(ref, dict) else (ref if m == "PQ" else None)
+            row[f"paper_{m}"] = pv
+            st = (cell_metric(metrics_dir, cell, "ade150", m, cell_spec(params, cell).seeds)
+                  if cell in runnable else Stat(None, None, 0))
+            _stat_columns(row, m, st)
+            n = max(n, st.n)
+            row[f"delta_{m}"] = None if st.mean is None or pv is None else round(st.mean - float(pv), 1)
+        row["seeds"] = n
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _display(df: pd.DataFrame, decimals: dict[str, int] | None = None) -> pd.DataFrame:
+    """One decimal (``decimals`` per column otherwise); ``<col>`` and ``<col>_std`` merged into
+    ``mean ± std``; ``–`` for missing values."""
+    decimals = decimals or {}
+    shown = pd.DataFrame(index=df.index)
+    for c in df.columns:
+        if c.endswith("_std") and c[:-4] in df.columns:
+            continue
+        col = df[c]
+        if pd.api.types.is_float_dtype(col) or (col.dtype == object and col.map(
+                lambda v: isinstance(v, float)).any()):
+            std = df.get(f"{c}_std")
+            k = decimals.get(c, 1)
+            shown[c] = [("–" if v is None or pd.isna(v) else
+                         f"{float(v):.{k}f}" if std is None or std.iloc[i] is None or pd.isna(std.iloc[i]) else
+                         f"{float(v):.{k}f} ± {float(std.iloc[i]):.{k}f}") for i, v in enumerate(col)]
+        else:
+            shown[c] = col.map(lambda v: "–" if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)) else v)
+    return shown
+
+
+def write_table(df: pd.DataFrame, out_csv: str | Path, *, caption: str = "",
+                decimals: dict[str, int] | None = None) -> None:
+    """Write ``.csv`` (full precision, std columns) plus ``.md`` and ``.tex`` renders next to it
+    (1 decimal, as the paper; ``mean ± std`` over seeds). Each file is written atomically."""
+    from smart.io import atomic_path
+
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out_csv, index=False, float_format="%.2f")
-    shown = df.copy()
-    for c in shown.columns:
-        if pd.api.types.is_float_dtype(shown[c]):
-            shown[c] = shown[c].map(lambda v: "–" if pd.isna(v) else f"{v:.1f}")
-    shown = shown.fillna("–")
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    shown = _display(df, decimals)
     body = shown.to_markdown(index=False) if _has_tabulate() else shown.to_string(index=False)
-    out_csv.with_suffix(".md").write_text((f"{caption}\n\n" if caption else "") + body + "\n")
+    with atomic_path(out_csv.with_suffix(".md")) as tmp:
+        Path(tmp).write_text((f"{caption}\n\n" if caption else "") + body + "\n")
     tex = shown.to_latex(index=False, caption=caption or None, escape=True)
-    out_csv.with_suffix(".tex").write_text(tex.rstrip() + "\n")
+    with atomic_path(out_csv.with_suffix(".tex")) as tmp:
+        Path(tmp).write_text(tex.rstrip() + "\n")
 
 
 def _has_tabulate() -> bool:

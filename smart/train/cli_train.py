@@ -2,10 +2,10 @@
 
 Examples::
 
-    python -m smart train --params params.yaml --cell smart --profile mini --root data/mini \\
-        --out results/train/smart [--proposals results/proposals/coco_train] [--resume auto]
+    python -m smart train --params params.yaml --cell smart --seed 0 --profile mini --root data/mini \\
+        --out results/train/smart/s0 [--proposals data/proposals/mini-swinb/coco_train] [--resume auto]
     torchrun --nproc_per_node 4 -m smart train --params params.yaml --cell smart_swinb --profile paper \\
-        --root datasets --out results/train/smart_swinb
+        --root datasets --out results/train/smart_swinb/s0
 
 The model config is ``model.<profile>`` + ``cells.<cell>.model``; the schedule is
 ``train_defaults.<profile>`` + ``cells.<cell>.train`` (see ``smart.config.train_config``).
@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scratch", default=None, help="scratch directory of last.pt (default: OUT/../.scratch/NAME)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--dataset", default="coco_train", help="training split (registry name)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="one of the cell's seeds (default: the resolved train config's `seed`)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
 
 
@@ -45,7 +47,7 @@ def run(args) -> int:
     params = load_params(args.params)
     profile = args.profile or params.get("profile")
     mcfg = model_config(params, args.cell, profile=profile, source=args.params)
-    tcfg = train_config(params, args.cell, profile=profile, source=args.params)
+    tcfg = train_config(params, args.cell, profile=profile, seed=args.seed, source=args.params)
     root = args.root
     if root is None:
         data = params.get("data") or {}

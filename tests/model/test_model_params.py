@@ -14,7 +14,7 @@ CELL_TO_PRESET = {
     "table3a_qv": "table3a-qv", "table3a_qk": "table3a-qk", "table3a_v": "table3a-v", "table3a_k": "table3a-k",
     **{f"table3b_lora{r}": f"table3b-lora{r}" for r in (256, 128, 64, 32, 16, 8)},
     "table3c_da0": "table3c-da0", "table3c_da1": "table3c-da1", "table3c_da3": "table3c-da3",
-    "table3d_baseline": "table3d-baseline", "table3d_sma": "table3d-sma", "table3e_text": "table3e-text",
+    "frozen": "table3d-baseline", "table3d_sma": "table3d-sma", "table3e_text": "table3e-text",
     "table3e_maskgen": "table3e-maskgen", "table3f_vitb16": "table3f-vitb16", "table3f_eva01g": "table3f-eva01g",
 }
 

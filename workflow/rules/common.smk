@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 
 import smart.paths as P
-from smart.config import section
+from smart.config import cell_spec, section
 
 PROFILE = P.profile(config)
 if PROFILE not in ("mini", "paper"):
@@ -11,6 +11,8 @@ if PROFILE not in ("mini", "paper"):
 ROOT = P.data_root(config)
 if PROFILE == "mini":
     MINI_WORLD = section(config, "mini_world", source="params.yaml")
+for _c in P.cells(config):  # every cell resolves (an invalid one stops here, naming its key)
+    cell_spec(config, _c, source="params.yaml")
 
 # Snakemake's code trigger sees only rule bodies, not the smart package: the world generator's
 # sources are declared as inputs so that a change to them regenerates the world.
@@ -23,5 +25,6 @@ MINI_WORLD_CODE = sorted(str(p) for p in (_PKG / "data/mini").glob("*.py")) + [s
 wildcard_constraints:
     dataset="|".join(re.escape(d) for d in P.ALL_DATASETS),
     unit="[a-z0-9_+]+",
-    cell="[A-Za-z0-9_]+",
+    cell="|".join(re.escape(c) for c in P.cells(config)),
+    seed="[0-9]+",
     generator="[A-Za-z0-9_.-]+",

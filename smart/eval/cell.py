@@ -1,0 +1,243 @@
+"""Evaluate a trained cell of the experiment grid on one benchmark (``python -m smart eval-cell``).
+
+The model is rebuilt from its ``model.pt`` (:func:`smart.train.checkpoint.load_trained`); the
+proposals come from the frozen generator's cache (``smart.data.proposals``), from the generator run
+on the fly (a cell that tuned its generator, Table 3e / Fig. 2b), or from the ground truth (Fig. 2a
+*oracle generator*). Each batch goes through the same inference code as any user of the model
+(:func:`smart.model.inference.postprocess`) and is scored by the streaming PQ / mIoU accumulators
+(``smart.eval.panoptic``, ``smart.eval.semantic``), which equal panopticapi and detectron2.
+
+Fig. 2a *oracle classifier*: the class logits are replaced by one-hot logits of each proposal's
+best-overlapping ground-truth label (:func:`smart.model.mask_generator.oracle_classifier_logits`).
+
+Outputs (``docs/pipeline.md`` §5): a metrics file with flat numbers only (``PQ``, ``SQ``, ``RQ``, …,
+``mIoU``, … in percent), the input of ``dvc metrics diff``, and a detail file with per-class results,
+definitions and provenance.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from smart.errors import ConfigError, InputError
+
+_log = logging.getLogger("smart.eval.cell")
+
+ORACLES = ("none", "generator", "classifier")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Inference and evaluation settings (params.yaml ``eval``)."""
+
+    object_mask_threshold: float = 0.0  # open-vocabulary REC (FC-CLIP): the learned void class filters
+    overlap_threshold: float = 0.8
+    mask_threshold: float = 0.5
+    batch_size: int = 16  # images per forward (images of one size are batched together)
+    oracle: str = "none"  # none | generator (GT masks as proposals) | classifier (GT labels by best overlap)
+
+    def __post_init__(self):
+        if self.oracle not in ORACLES:
+            raise ConfigError(f"unknown oracle {self.oracle!r} (allowed: {', '.join(ORACLES)})", field="oracle")
+        for name in ("object_mask_threshold", "overlap_threshold", "mask_threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ConfigError(f"expected a number in [0, 1], got {v!r}", field=f"eval.{name}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"expected a positive integer, got {self.batch_size!r}", field="eval.batch_size")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def gt_targets(sample: dict, num_classes: int, ignore_label: int) -> dict[str, torch.Tensor]:
+    """Ground-truth segments of one decoded sample → ``{"labels": (N,), "masks": (N, H, W) bool}``.
+
+    Panoptic samples give their non-crowd segments; semantic-only samples one region per class present.
+    """
+    from smart.model.criterion import targets_from_panoptic
+
+    if "pan_ids" in sample:
+        return targets_from_panoptic(sample["pan_ids"], sample["segments_info"])
+    sem = torch.as_tensor(np.asarray(sample["sem_seg"]).astype(np.int64))  # (H, W)
+    classes = [int(c) for c in torch.unique(sem).tolist() if c != ignore_label and 0 <= c < num_classes]
+    labels = torch.as_tensor(classes, dtype=torch.int64)  # (N,)
+    masks = sem.unsqueeze(0) == labels[:, None, None] if classes else torch.zeros((0, *sem.shape), dtype=torch.bool)
+    return {"labels": labels, "masks": masks}  # masks (N, H, W)
+
+
+def _size_groups(sizes: Sequence[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    """Consecutive indices of equal image size, in chunks of at most ``batch_size``."""
+    groups: list[list[int]] = []
+    for i, s in enumerate(sizes):
+        if groups and len(groups[-1]) < batch_size and sizes[groups[-1][0]] == s:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _pad_stack(props: list[torch.Tensor], pad_logit: float) -> torch.Tensor:
+    """B × (K_b, h, w) → (B, K, h, w), missing proposals filled with ``pad_logit`` (empty masks)."""
+    K = max(p.shape[0] for p in props)
+    h, w = props[0].shape[-2:]
+    out = torch.full((len(props), K, h, w), float(pad_logit))  # (B, K, h, w)
+    for b, p in enumerate(props):
+        if tuple(p.shape[-2:]) != (h, w):
+            raise InputError(f"proposals of one batch differ in size: {tuple(p.shape[-2:])} vs {(h, w)}",
+                             field="proposals")
+        out[b, :p.shape[0]] = p
+    return out
+
+
+@torch.no_grad()
+def evaluate_model(model: torch.nn.Module, dataset: Any, *, settings: EvalSettings,
+                   proposals: Callable[[list[dict], torch.Tensor], torch.Tensor] | None,
+                   device: torch.device | str = "cpu", pad_logit: float = -20.0,
+                   limit: int | None = None, desc: str = "eval") -> dict:
+    """PQ (panoptic datasets) and mIoU (every dataset with semantic GT) of a SMART model.
+
+    Args:
+        model: a :class:`~smart.model.smart.SmartModel` in eval mode.
+        dataset: a :class:`smart.data.registry.Dataset` (panoptic or semantic task).
+        settings: thresholds, batch size and oracle mode.
+        proposals: ``fn(samples, images) -> (B, Q, h, w)`` mask logits covering each image (unused with
+            ``oracle="generator"``).
+        device: where the model runs.
+        pad_logit: the logit of padding proposals when images have different numbers of proposals.
+        limit: evaluate only the first ``limit`` images (smoke runs).
+        desc: progress-bar label.
+
+    Returns:
+        ``{"panoptic": PQ summary or None, "semantic": mIoU summary or None, "num_images", "seconds"}``.
+    """
+    from smart.eval.panoptic import PanopticAccumulator
+    from smart.eval.semantic import SemSegAccumulator
+    from smart.model.inference import InferenceConfig, panoptic_for_eval, postprocess, semantic_for_eval
+    from smart.model.mask_generator import OracleMaskGenerator, oracle_classifier_logits
+    from smart.utils.logging import progress
+
+    vocab = dataset.vocab
+    K = len(vocab)
+    is_thing = vocab.thing_mask
+    dataset_ids = [c.id for c in vocab]
+    task = dataset.spec.task
+    if task not in ("panoptic", "semantic"):
+        raise InputError(f"eval-cell scores panoptic or semantic benchmarks; {dataset.name!r} is {task}",
+                         field="dataset")
+    pan = PanopticAccumulator(vocab.to_json_list()) if task == "panoptic" else None
+    sem = None
+    has_sem = task == "semantic" or bool(dataset.spec.semseg_dir)
+    if has_sem:
+        sem = SemSegAccumulator(K, dataset.ignore_label, class_names=vocab.names)
+    icfg = InferenceConfig(object_mask_threshold=settings.object_mask_threshold,
+                           overlap_threshold=settings.overlap_threshold, mask_threshold=settings.mask_threshold)
+    tasks = tuple(t for t, on in (("semantic", has_sem), ("panoptic", pan is not None)) if on)
+    text = model.encode_text(vocab)  # once: the text tower is frozen at evaluation
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    oracle_gen = None
+    t0 = time.perf_counter()
+    bar = progress(total=n, desc=desc, unit="img")
+    i = 0
+    while i < n:
+        # one batch of consecutive images of equal size (the mini world: all; real datasets: often 1)
+        samples = [dataset[i]]
+        while len(samples) < settings.batch_size and i + len(samples) < n:
+            nxt = dataset[i + len(samples)]
+            if nxt["image"].shape != samples[0]["image"].shape:
+                break
+            samples.append(nxt)
+        i += len(samples)
+        H, W = samples[0]["image"].shape[:2]
+        images = torch.from_numpy(np.stack([s["image"] for s in samples])).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
+        images = images.to(device)
+        targets = None
+        if settings.oracle != "none":
+            targets = [gt_targets(s, K, dataset.ignore_label) for s in samples]
+        if settings.oracle == "generator":
+            q = max([len(t["labels"]) for t in targets] + [1])
+            oracle_gen = OracleMaskGenerator(num_queries=q)
+            props = oracle_gen(targets)["mask_logits"]  # (B, Q, H, W) ±20 inside / outside each GT mask
+        else:
+            props = proposals(samples, images)  # (B, Q, h, w)
+        out = model(images, props.to(device), text)  # pred_logits (B, Q, K+1), pred_masks (B, Q, h, w)
+        if settings.oracle == "classifier":
+            out = dict(out)
+            out["pred_logits"] = oracle_classifier_logits(props.to(device), [
+                {k: v.to(device) for k, v in t.items()} for t in targets], num_classes=K)  # (B, Q, K+1)
+        results = postprocess(out, is_thing=is_thing, output_sizes=(H, W), tasks=tasks, cfg=icfg)
+        for s, r in zip(samples, results):
+            if pan is not None:
+                seg, info = r["panoptic_seg"]
+                pred_ids, pred_info = panoptic_for_eval(seg.cpu(), info, dataset_ids=dataset_ids, is_thing=is_thing)
+                pan.add(s["image_id"], s["pan_ids"], s["segments_info"], pred_ids, pred_info)
+            if sem is not None and "sem_seg" in s:
+                sem.add(s["sem_seg"], semantic_for_eval(r["sem_label"]), image=s["image_id"])
+        bar.update(len(samples))
+    bar.close()
+    return {"panoptic": pan.summary() if pan is not None else None,
+            "semantic": sem.summary() if sem is not None else None,
+            "num_images": n, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+# ---------------------------------------------------------------------------------------- proposals
+def store_proposals(path: str | Path, *, pad_logit: float) -> Callable:
+    """Proposals read from a cache written by ``python -m smart cache-proposals``."""
+    from smart.data.proposals import ProposalStore
+    from smart.train.loop import StoreSource
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError("proposal store not found (run cache-proposals first)", path=path, field="--proposals")
+    source = StoreSource(ProposalStore.open(path), name=str(path))
+
+    def fn(samples: list[dict], images: torch.Tensor) -> torch.Tensor:
+        return _pad_stack([source.get(s["image_id"]) for s in samples], pad_logit)  # (B, K, h, w)
+
+    return fn
+
+
+def generator_proposals(gcfg: dict, *, state: dict | None, device: torch.device | str, source: str) -> Callable:
+    """Proposals of a mask generator run on the fly (with a tuned generator's weights when given)."""
+    from smart.model.mask_generator import build_mask_generator
+    from smart.train.checkpoint import load_trainable_state
+    from smart.train.loop import GeneratorSource
+
+    gcfg = dict(gcfg)
+    for k in ("pixel_mean", "pixel_std"):
+        if isinstance(gcfg.get(k), list):
+            gcfg[k] = tuple(gcfg[k])
+    gcfg.pop("tune_mask_generator", None)
+    try:
+        generator = build_mask_generator({**gcfg, "tune_mask_generator": bool(state)})
+    except OSError as exc:
+        raise InputError(f"cannot load the mask generator {gcfg.get('pretrained')!r}: {exc}",
+                         path=gcfg.get("pretrained"), field="generator") from None
+    if state:
+        load_trainable_state(generator, state, source=source)
+    generator.eval().to(device)
+    src = GeneratorSource(generator, config=gcfg)
+
+    def fn(samples: list[dict], images: torch.Tensor) -> torch.Tensor:
+        return src.propose(images).float()  # (B, Q, h, w)
+
+    return fn
+
+
+def result_record(result: dict, *, provenance: dict) -> tuple[dict, dict]:
+    """(flat metrics for DVC, detail record with per-class numbers, definitions and provenance)."""
+    from smart.eval.summary import flat_metrics
+
+    flat = flat_metrics(result["panoptic"], result["semantic"])
+    flat = {k: (None if isinstance(v, float) and not np.isfinite(v) else round(float(v), 4)) for k, v in flat.items()}
+    detail = {"metrics": flat, "num_images": result["num_images"], "seconds": result["seconds"],
+              "panoptic": result["panoptic"], "semantic": result["semantic"], "provenance": provenance}
+    return flat, detail

@@ -1,0 +1,106 @@
+"""``python -m smart benchmark``: inference speed and memory of one trained cell (paper Table 2).
+
+Example::
+
+    python -m smart benchmark --params params.yaml --cell smart_swinb --seed 0 \\
+        --model results/train/smart_swinb/s0/model.pt --out results/benchmarks/smart_swinb.json
+
+Times the mask generator (run on the fly) + SMART classification + panoptic and semantic
+post-processing at batch size 1, after ``--warmup`` untimed images, over ``--images`` images of
+``--dataset`` (defaults: params.yaml ``report.table2``); see :mod:`smart.eval.benchmark` for the
+protocol and how memory is measured. Writes one JSON record: ``fps``, ``seconds``, ``images``,
+``memory_gb``, ``memory_kind``, ``peak_rss_gb``, ``ms_generator``, ``ms_classifier``,
+``ms_postprocess``, ``device``, ``threads``, ``cell``, ``seed``, ``dataset``, ``git_sha`` and more
+provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "time end-to-end inference (FPS, memory) of a trained cell at batch size 1 (Table 2)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", help="params file (report.table2, eval, cells)")
+    p.add_argument("--cell", required=True, help="cell of params.yaml `cells:`")
+    p.add_argument("--seed", type=int, required=True, help="which of the cell's seeds")
+    p.add_argument("--model", required=True, help="model.pt written by `python -m smart train`")
+    p.add_argument("--out", required=True, help="output JSON file")
+    p.add_argument("--dataset", default=None, help="benchmark dataset (default: params.yaml report.table2.dataset)")
+    p.add_argument("--images", type=int, default=None, help="timed images (default: report.table2.images)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up images before timing")
+    p.add_argument("--profile", choices=("mini", "paper"), default=None, help="default: params.yaml `profile`")
+    p.add_argument("--root", default=None, help="dataset root (default: params.yaml data.<profile>_root)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+
+
+def run(args) -> int:
+    import logging
+
+    import torch
+
+    from smart.config import cell_spec, eval_settings, load_params, train_config
+    from smart.data.registry import Dataset
+    from smart.errors import ConfigError, InputError
+    from smart.eval.benchmark import benchmark_model
+    from smart.eval.cell import generator_proposals
+    from smart.io import write_json
+    from smart.model.inference import InferenceConfig
+    from smart.train.checkpoint import load_trained
+    from smart.train.loop import _git_sha
+
+    log = logging.getLogger("smart.eval.benchmark")
+    params = load_params(args.params)
+    profile = args.profile or params.get("profile")
+    spec = cell_spec(params, args.cell, source=args.params)
+    if args.seed not in spec.seeds:
+        raise ConfigError(f"seed {args.seed} is not one of the cell's seeds {list(spec.seeds)}", path=args.params,
+                          field=f"cells.{args.cell}.seeds")
+    if spec.oracle != "none":
+        raise ConfigError(f"the benchmark times a cell's own mask generator and classifier; {args.cell!r} is an "
+                          f"oracle cell ({spec.oracle})", path=args.params, field=f"cells.{args.cell}.oracle")
+    bench = (params.get("report") or {}).get("table2") or {}
+    dataset = args.dataset or bench.get("dataset")
+    if not dataset:
+        raise ConfigError("no benchmark dataset: pass --dataset or set report.table2.dataset", path=args.params,
+                          field="report.table2.dataset")
+    images = args.images if args.images is not None else bench.get("images", 100)
+    settings = eval_settings(params, source=args.params)
+    root = args.root or (params.get("data") or {}).get("mini_root" if profile == "mini" else "paper_root")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("CUDA was requested but is not available", field="--device")
+
+    model, meta = load_trained(args.model, device=device)
+    gen_state = meta.get("generator_state") or {}
+    gcfg = meta.get("generator_config")  # the generator the model was trained with (on the fly)
+    if not gcfg:  # trained from a cache: the cell's generator as params.yaml defines it
+        gcfg = train_config(params, spec.model_cell, profile=profile, seed=args.seed,
+                            source=args.params).generator_config
+    if not gcfg:
+        raise InputError("no mask generator for this cell", path=args.model, field="generator_config")
+    proposals = generator_proposals(gcfg, state=gen_state, device=device, source=args.model)
+    ds = Dataset.open(dataset, profile=profile, root=root)
+    icfg = InferenceConfig(object_mask_threshold=settings.object_mask_threshold,
+                           overlap_threshold=settings.overlap_threshold, mask_threshold=settings.mask_threshold)
+    log.info("benchmark %s seed %d on %s: %d warm-up + %d timed images, batch 1, device %s, %d threads",
+             args.cell, args.seed, dataset, args.warmup, images, device, torch.get_num_threads())
+    result = benchmark_model(model, ds, proposals=proposals, device=device, images=images, warmup=args.warmup,
+                             inference=icfg, generator_amp=bool(gcfg.get("amp", True)))
+    record = {**result, "cell": args.cell, "seed": args.seed, "dataset": dataset, "profile": profile,
+              "model": str(args.model), "iterations": meta.get("iteration"),
+              "generator": {k: gcfg.get(k) for k in ("name", "backend", "pretrained", "resize", "top_k")},
+              "generator_tuned": bool(gen_state), "inference": icfg.to_dict(), "git_sha": _git_sha()}
+    write_json(args.out, record)
+    print(f"{args.cell}/s{args.seed} {dataset}: {result['fps']:.2f} FPS, {result['memory_gb']:.3f} GB "
+          f"({result['memory_kind']}), generator {result['ms_generator']:.1f} ms + classifier "
+          f"{result['ms_classifier']:.1f} ms + postprocess {result['ms_postprocess']:.1f} ms per image "
+          f"({result['images']} images, {result['device']}, {result['threads']} threads)")
+    return 0

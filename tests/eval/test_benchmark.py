@@ -1,0 +1,150 @@
+"""The Table 2 efficiency benchmark (smart/eval/benchmark.py, cli_benchmark.py) on a tiny world.
+
+Tiny random-init CLIP (``tiny-test`` preset) and tiny random Mask2Former; 64 px images; CPU (the
+CUDA test runs only where a GPU is present).
+"""
+
+import json
+
+import pytest
+import torch
+
+from smart.errors import InputError
+
+WORLD = {
+    "seed": 0,
+    "image_size": 64,
+    "sizes": {"coco_train": 4, "coco_val": 2, "ade_val": 3, "mapillary_val": 2, "pascal_val": 2, "refer_val": 2},
+    "captions": {"num_images": 4, "image_size": 32, "shard_size": 10, "group_size": 4},
+}
+TINY_GEN = {"name": "tiny", "backend": "hf", "pretrained": None, "resize": False, "top_k": 6}
+BRIEF_KEYS = {"fps", "seconds", "images", "memory_gb", "memory_kind", "peak_rss_gb", "ms_generator", "ms_classifier",
+              "ms_postprocess", "device", "threads", "cell", "seed", "dataset", "git_sha"}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """The vocabulary and a 3-image ADE-like split (ade150: panoptic + semantic GT)."""
+    from smart.data.mini.generate import generate
+
+    r = tmp_path_factory.mktemp("world")
+    for unit in ("vocab", "ade"):
+        generate(unit, r, WORLD, workers=1)
+    return r
+
+
+@pytest.fixture(scope="module")
+def parts():
+    """A tiny SMART model and its tiny generator as a proposal function (CPU)."""
+    from smart.eval.cell import generator_proposals
+    from smart.model.config import get_preset
+    from smart.model.smart import build_model
+
+    torch.manual_seed(0)
+    model = build_model(get_preset("tiny-test")).eval()
+    props = generator_proposals(TINY_GEN, state=None, device="cpu", source="test")
+    return model, props
+
+
+def _ade150(root):
+    from smart.data.registry import Dataset
+
+    return Dataset.open("ade150", root=root)
+
+
+def test_benchmark_model_times_every_stage(root, parts):
+    from smart.eval.benchmark import benchmark_model
+
+    model, props = parts
+    r = benchmark_model(model, _ade150(root), proposals=props, device="cpu", images=2, warmup=1)
+    assert r["images"] == 2 and r["warmup"] == 1 and r["batch_size"] == 1
+    assert r["fps"] == pytest.approx(2 / r["seconds"])
+    for k in ("ms_generator", "ms_classifier", "ms_postprocess"):
+        assert r[k] > 0
+    assert r["ms_generator"] + r["ms_classifier"] + r["ms_postprocess"] == pytest.approx(r["ms_total"])
+    assert r["memory_kind"] == "cpu_peak_rss" and r["memory_gb"] >= 0
+    assert r["peak_rss_gb"] > 0 and r["peak_rss_gb"] >= r["memory_gb"]
+    assert r["rss_peak_scope"] in ("timed_loop", "process")
+    assert r["threads"] == torch.get_num_threads() and r["device"] and r["device_type"] == "cpu"
+    assert r["tasks"] == ["semantic", "panoptic"] and r["dtype"] == "float32" and r["autocast"] is None
+    assert r["image_size_mean"] == [64.0, 64.0]
+
+
+def test_benchmark_model_rejects_bad_counts(root, parts):
+    from smart.eval.benchmark import benchmark_model
+
+    model, props = parts
+    ds = _ade150(root)
+    with pytest.raises(InputError, match="3 images|has 3"):
+        benchmark_model(model, ds, proposals=props, images=4, warmup=0)
+    with pytest.raises(InputError, match="positive"):
+        benchmark_model(model, ds, proposals=props, images=0)
+    with pytest.raises(InputError, match="warm-up"):
+        benchmark_model(model, ds, proposals=props, images=1, warmup=-1)
+
+
+def test_peak_rss_reset_and_growth():
+    from smart.eval.benchmark import current_rss_bytes, peak_rss_bytes, reset_peak_rss
+
+    scoped = reset_peak_rss()
+    before = peak_rss_bytes()
+    block = bytearray(64 * 2**20)
+    block[::4096] = b"\1" * len(block[::4096])  # touch every page
+    assert peak_rss_bytes() >= before + (60 * 2**20 if scoped else 0)
+    del block
+    if current_rss_bytes() is not None:
+        assert current_rss_bytes() > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_benchmark_model_on_cuda(root):
+    from smart.eval.benchmark import benchmark_model
+    from smart.eval.cell import generator_proposals
+    from smart.model.config import get_preset
+    from smart.model.smart import build_model
+
+    torch.manual_seed(0)
+    model = build_model(get_preset("tiny-test")).eval().cuda()
+    props = generator_proposals(TINY_GEN, state=None, device="cuda", source="test")
+    r = benchmark_model(model, _ade150(root), proposals=props, device="cuda", images=2, warmup=1)
+    assert r["memory_kind"] == "cuda_max_allocated" and r["memory_gb"] > 0
+    assert r["device_type"] == "cuda" and r["device"] == torch.cuda.get_device_name(0)
+    assert r["autocast"].startswith("bfloat16")
+
+
+def _write_model(path):
+    """A model.pt as ``python -m smart train`` writes it (random init, tiny generator)."""
+    from smart.model.config import get_preset
+    from smart.model.smart import build_model
+    from smart.train.checkpoint import MODEL_FORMAT, atomic_save, trainable_state_dict
+
+    cfg = get_preset("tiny-test")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(cfg)
+    atomic_save({"format": MODEL_FORMAT, "cell": "smart", "model_config": cfg.to_dict(), "train_config": {},
+                 "seed": 0, "iteration": 0, "trainable_state": trainable_state_dict(model), "generator_state": {},
+                 "generator_config": dict(TINY_GEN)}, path)
+
+
+def test_cli_writes_the_benchmark_record(root, tmp_path, capsys):
+    from smart.cli import main
+
+    model = tmp_path / "model.pt"
+    _write_model(model)
+    out = tmp_path / "bench" / "smart.json"
+    rc = main(["benchmark", "--params", "params.yaml", "--cell", "smart", "--seed", "0", "--model", str(model),
+               "--profile", "mini", "--root", str(root), "--out", str(out), "--images", "2", "--warmup", "1",
+               "--threads", "1", "--device", "cpu"])
+    assert rc == 0
+    rec = json.loads(out.read_text())
+    assert BRIEF_KEYS <= set(rec)
+    assert rec["cell"] == "smart" and rec["seed"] == 0 and rec["dataset"] == "ade150" and rec["images"] == 2
+    assert rec["threads"] == 1 and rec["memory_kind"] == "cpu_peak_rss" and rec["fps"] > 0
+    assert rec["generator"]["name"] == "tiny" and rec["generator_tuned"] is False
+    assert "FPS" in capsys.readouterr().out
+
+    rc = main(["benchmark", "--params", "params.yaml", "--cell", "smart", "--seed", "99", "--model", str(model),
+               "--root", str(root), "--out", str(out)])
+    assert rc == 2
+    assert "seed 99" in capsys.readouterr().err
