@@ -515,3 +515,54 @@ def eval_settings(params: dict, *, oracle: str = "none", source: str | Path | No
 
     ev = section(params, "eval", source=source)
     return EvalSettings(**ev, oracle=oracle)
+
+
+# params.yaml ``report``: which cells fill which table rows / figure bars (smart.report).
+REPORT_KEYS = ("table1", "table2", "table3", "table4", "fig2", "fig6")
+TABLE3_KEYS = ("a_tuned_parameters", "b_lora_rank", "c_da_layers", "d_components", "e_extra_tuning", "f_vlm_backbone")
+
+
+def check_report(params: dict, *, source: str | Path | None = None) -> dict:
+    """Validate ``report``: known keys, and every cell it names is a cell of ``cells``."""
+    rep = section(params, "report", source=source)
+    cells = section(params, "cells", source=source)
+    if not isinstance(rep, dict):
+        raise ConfigError("expected a mapping", path=source, field="report")
+    for k in REPORT_KEYS:
+        if k not in rep:
+            raise ConfigError("missing key", path=source, field=f"report.{k}")
+    for k in rep:
+        if k not in REPORT_KEYS:
+            raise ConfigError(f"unknown key (allowed: {', '.join(REPORT_KEYS)})", path=source, field=f"report.{k}")
+
+    def cell(name: Any, field: str) -> None:
+        if not isinstance(name, str) or name not in cells:
+            raise ConfigError(f"unknown cell {name!r}", path=source, field=field)
+
+    for c in rep["table1"]:
+        cell(c, f"report.table1.{c}")
+    for k in ("cell", "dataset", "images"):
+        if k not in rep["table2"]:
+            raise ConfigError("missing key", path=source, field=f"report.table2.{k}")
+    cell(rep["table2"]["cell"], "report.table2.cell")
+    if rep["table2"]["dataset"] not in EVAL_DATASETS:
+        raise ConfigError(f"unknown dataset {rep['table2']['dataset']!r}", path=source, field="report.table2.dataset")
+    for part, rows in rep["table3"].items():
+        if part not in TABLE3_KEYS:
+            raise ConfigError(f"unknown part (allowed: {', '.join(TABLE3_KEYS)})", path=source,
+                              field=f"report.table3.{part}")
+        for setting, c in rows.items():
+            cell(c, f"report.table3.{part}.{setting}")
+    cell(rep["table4"].get("cell"), "report.table4.cell")
+    for d in rep["table4"].get("datasets") or []:
+        if d not in ("refcoco", "refcoco+"):
+            raise ConfigError(f"unknown referring dataset {d!r}", path=source, field="report.table4.datasets")
+    for fig, parts in rep["fig2"].items():
+        for bar, c in parts.items():
+            cell(c, f"report.fig2.{fig}.{bar}")
+    for axis, cs in rep["fig6"].items():
+        if axis not in ("iterations", "fraction"):
+            raise ConfigError("unknown axis (allowed: iterations, fraction)", path=source, field=f"report.fig6.{axis}")
+        for i, c in enumerate(cs):
+            cell(c, f"report.fig6.{axis}[{i}]")
+    return rep

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from smart.config import cell_names, cell_spec, eval_settings, load_params, train_config
+from smart.config import cell_names, cell_spec, check_report, eval_settings, load_params, train_config
 from smart.errors import ConfigError
 
 PARAMS = load_params("params.yaml")
@@ -60,3 +60,20 @@ def test_eval_settings():
     p["eval"]["overlap_threshold"] = 1.5
     with pytest.raises(ConfigError, match=r"eval\.overlap_threshold"):
         eval_settings(p)
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda r: r["table1"].update(nope="SMART-R50"), "report.table1.nope"),
+    (lambda r: r["table3"]["c_da_layers"].update({4: "table3c_da4"}), "report.table3.c_da_layers.4"),
+    (lambda r: r["table3"].update(g_other={}), "report.table3.g_other"),
+    (lambda r: r["fig6"]["iterations"].append("fig6_iters_z"), "report.fig6.iterations[5]"),
+    (lambda r: r["table2"].update(dataset="ade"), "report.table2.dataset"),
+    (lambda r: r.pop("fig2"), "report.fig2"),
+])
+def test_invalid_report_names_the_key(change, field):
+    p = copy.deepcopy(PARAMS)
+    check_report(p)
+    change(p["report"])
+    with pytest.raises(ConfigError) as e:
+        check_report(p, source="params.yaml")
+    assert field in str(e.value)

@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output checkpoint directory (open_clip local-dir format)")
     p.add_argument("--metrics", default=None, help="also write the summary (zero-shot accuracy) here")
     p.add_argument("--train-log", default=None, help="JSON-lines training curve")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads (0 = torch's default; the DAG gives 1 so that a generator trains alongside)")
 
 
 def run(args) -> int:
@@ -25,7 +27,7 @@ def run(args) -> int:
 
     cfg = MiniClipConfig.from_dict(section(load_params(args.params), "mini_clip", source=args.params),
                                    source=args.params)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads if args.threads > 0 else max(1, torch.get_num_threads()))
     summary = train(cfg, args.captions, args.out, metrics_path=args.train_log)
     if args.metrics:
         Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 
 import smart.paths as P
-from smart.config import cell_spec, section
+from smart.config import cell_spec, check_report, section
 
 PROFILE = P.profile(config)
 if PROFILE not in ("mini", "paper"):
@@ -13,6 +13,7 @@ if PROFILE == "mini":
     MINI_WORLD = section(config, "mini_world", source="params.yaml")
 for _c in P.cells(config):  # every cell resolves (an invalid one stops here, naming its key)
     cell_spec(config, _c, source="params.yaml")
+check_report(config, source="params.yaml")
 
 # Snakemake's code trigger sees only rule bodies, not the smart package: the world generator's
 # sources are declared as inputs so that a change to them regenerates the world.

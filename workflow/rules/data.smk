@@ -14,7 +14,8 @@ rule mini_world:
         "logs/mini_world/{unit}.log",
     benchmark:
         "benchmarks/mini_world/{unit}.tsv"
-    threads: 2
+    threads: lambda wc: 2 if wc.unit == "coco" else 1  # coco is on the critical path (generator pretraining)
+    priority: 20
     shell:
         "python -m smart make-mini {wildcards.unit} --params params.yaml --out {params.root}"
         " --workers {threads} > {log} 2>&1"

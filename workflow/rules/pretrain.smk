@@ -16,12 +16,13 @@ rule pretrain_clip:
         "logs/pretrain/mini_clip.log",
     benchmark:
         "benchmarks/pretrain/mini_clip.tsv"
-    threads: 2
+    threads: 1
+    priority: 10  # the longest stages of the mini DAG: start them first
     resources:
         gpu=0,
     shell:
         "python -m smart pretrain-clip --params params.yaml --captions {params.captions} --out {params.out}"
-        " --metrics {output.metrics} --train-log logs/pretrain/mini_clip.jsonl > {log} 2>&1"
+        " --metrics {output.metrics} --train-log logs/pretrain/mini_clip.jsonl --threads {threads} > {log} 2>&1"
 
 
 rule pretrain_generator:
@@ -38,6 +39,7 @@ rule pretrain_generator:
         out=lambda wc: P.mini_generator_dir(wc.generator),
     wildcard_constraints:
         generator="mini-[a-z0-9]+",
+    priority: 10
     log:
         "logs/pretrain/{generator}.log",
     benchmark:
