@@ -552,6 +552,9 @@ def check_report(params: dict, *, source: str | Path | None = None) -> dict:
             raise ConfigError(f"unknown part (allowed: {', '.join(TABLE3_KEYS)})", path=source,
                               field=f"report.table3.{part}")
         for setting, c in rows.items():
+            if not isinstance(setting, str):  # DVC sorts param keys: mixed int / str keys break it
+                raise ConfigError(f"row keys must be strings (quote {setting!r})", path=source,
+                                  field=f"report.table3.{part}.{setting}")
             cell(c, f"report.table3.{part}.{setting}")
     cell(rep["table4"].get("cell"), "report.table4.cell")
     for d in rep["table4"].get("datasets") or []:

@@ -64,7 +64,8 @@ def test_eval_settings():
 
 @pytest.mark.parametrize("change, field", [
     (lambda r: r["table1"].update(nope="SMART-R50"), "report.table1.nope"),
-    (lambda r: r["table3"]["c_da_layers"].update({4: "table3c_da4"}), "report.table3.c_da_layers.4"),
+    (lambda r: r["table3"]["c_da_layers"].update({"4": "table3c_da4"}), "report.table3.c_da_layers.4"),
+    (lambda r: r["table3"]["c_da_layers"].update({5: "smart"}), "report.table3.c_da_layers.5"),
     (lambda r: r["table3"].update(g_other={}), "report.table3.g_other"),
     (lambda r: r["fig6"]["iterations"].append("fig6_iters_z"), "report.fig6.iterations[5]"),
     (lambda r: r["table2"].update(dataset="ade"), "report.table2.dataset"),

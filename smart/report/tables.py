@@ -109,14 +109,14 @@ def build_table3(part: str, *, params: dict, metrics_dir: str | Path, profile: s
     from smart.config import cell_names, cell_spec
 
     key, label, metric_keys = TABLE3[part]
-    paper = paper_numbers()["table3"][key]
+    paper = {str(k): v for k, v in paper_numbers()["table3"][key].items()}
     mapping = params["report"]["table3"][key]
     runnable = set(cell_names(params))
     rows = []
     for setting, cell in mapping.items():
         if cell not in params["cells"]:
             raise ConfigError(f"unknown cell {cell!r}", field=f"report.table3.{key}.{setting}")
-        ref = paper.get(setting, paper.get(str(setting)))
+        ref = paper.get(str(setting))
         row = {label: str(setting), "cell": cell, "profile": profile}
         n = 0
         for m in metric_keys:

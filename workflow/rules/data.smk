@@ -10,15 +10,24 @@ rule mini_world:
         root=config["data"]["mini_root"],
     input:
         MINI_WORLD_CODE,
+    wildcard_constraints:
+        unit="vocab|coco|ade|mapillary|pascal|refer",
     log:
         "logs/mini_world/{unit}.log",
     benchmark:
         "benchmarks/mini_world/{unit}.tsv"
-    threads: lambda wc: 2 if wc.unit == "coco" else 1  # coco is on the critical path (generator pretraining)
+    threads: 1
     priority: 20
     shell:
         "python -m smart make-mini {wildcards.unit} --params params.yaml --out {params.root}"
         " --workers {threads} > {log} 2>&1"
+
+
+# The caption corpus feeds the mini CLIP, the longest chain of the mini DAG: it starts first.
+use rule mini_world as mini_world_captions with:
+    wildcard_constraints:
+        unit="captions",
+    priority: 30
 
 
 rule prepare_dataset:

@@ -17,7 +17,7 @@ rule pretrain_clip:
     benchmark:
         "benchmarks/pretrain/mini_clip.tsv"
     threads: 1
-    priority: 10  # the longest stages of the mini DAG: start them first
+    priority: 25  # the longest chain of the mini DAG (captions -> CLIP): start it first
     resources:
         gpu=0,
     shell:
