@@ -39,17 +39,23 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     return data
 
 
+def check_keys(value: Any, allowed, *, key: str, source: str | Path | None = None) -> None:
+    """``value`` must be a mapping with exactly the keys ``allowed``; errors name the key."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected a mapping, got {type(value).__name__}", path=source, field=key)
+    for k in allowed:
+        if k not in value:
+            raise ConfigError("missing key", path=source, field=f"{key}.{k}")
+    for k in value:
+        if k not in allowed:
+            raise ConfigError(f"unknown key (allowed: {', '.join(allowed)})", path=source, field=f"{key}.{k}")
+
+
 def check_schema(value: Any, schema: Any, *, key: str, source: str | Path | None = None) -> None:
     """Raise :class:`ConfigError` naming the first key that is missing, unknown or mistyped."""
     if isinstance(schema, dict):
-        if not isinstance(value, dict):
-            raise ConfigError(f"expected a mapping, got {type(value).__name__}", path=source, field=key)
-        for k in schema:
-            if k not in value:
-                raise ConfigError("missing key", path=source, field=f"{key}.{k}")
+        check_keys(value, schema, key=key, source=source)
         for k in value:
-            if k not in schema:
-                raise ConfigError(f"unknown key (allowed: {', '.join(schema)})", path=source, field=f"{key}.{k}")
             check_schema(value[k], schema[k], key=f"{key}.{k}", source=source)
         return
     if schema is int:
@@ -526,14 +532,7 @@ def check_report(params: dict, *, source: str | Path | None = None) -> dict:
     """Validate ``report``: known keys, and every cell it names is a cell of ``cells``."""
     rep = section(params, "report", source=source)
     cells = section(params, "cells", source=source)
-    if not isinstance(rep, dict):
-        raise ConfigError("expected a mapping", path=source, field="report")
-    for k in REPORT_KEYS:
-        if k not in rep:
-            raise ConfigError("missing key", path=source, field=f"report.{k}")
-    for k in rep:
-        if k not in REPORT_KEYS:
-            raise ConfigError(f"unknown key (allowed: {', '.join(REPORT_KEYS)})", path=source, field=f"report.{k}")
+    check_keys(rep, REPORT_KEYS, key="report", source=source)
 
     def cell(name: Any, field: str) -> None:
         if not isinstance(name, str) or name not in cells:

@@ -18,22 +18,17 @@ from __future__ import annotations
 
 import argparse
 
+from smart.eval.cli_common import add_cell_arguments, open_cell_run
+
 HELP = "time end-to-end inference (FPS, memory) of a trained cell at batch size 1 (Table 2)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml", help="params file (report.table2, eval, cells)")
-    p.add_argument("--cell", required=True, help="cell of params.yaml `cells:`")
-    p.add_argument("--seed", type=int, required=True, help="which of the cell's seeds")
-    p.add_argument("--model", required=True, help="model.pt written by `python -m smart train`")
+    add_cell_arguments(p, params_help="params file (report.table2, eval, cells)")
     p.add_argument("--out", required=True, help="output JSON file")
     p.add_argument("--dataset", default=None, help="benchmark dataset (default: params.yaml report.table2.dataset)")
     p.add_argument("--images", type=int, default=None, help="timed images (default: report.table2.images)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up images before timing")
-    p.add_argument("--profile", choices=("mini", "paper"), default=None, help="default: params.yaml `profile`")
-    p.add_argument("--root", default=None, help="dataset root (default: params.yaml data.<profile>_root)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
 
 
 def run(args) -> int:
@@ -41,23 +36,18 @@ def run(args) -> int:
 
     import torch
 
-    from smart.config import cell_spec, eval_settings, load_params, train_config
+    from smart.config import cell_spec, eval_settings, load_params
     from smart.data.registry import Dataset
-    from smart.errors import ConfigError, InputError
+    from smart.errors import ConfigError
     from smart.eval.benchmark import benchmark_model
     from smart.eval.cell import generator_proposals
     from smart.io import write_json
     from smart.model.inference import InferenceConfig
-    from smart.train.checkpoint import load_trained
     from smart.train.loop import _git_sha
 
     log = logging.getLogger("smart.eval.benchmark")
     params = load_params(args.params)
-    profile = args.profile or params.get("profile")
     spec = cell_spec(params, args.cell, source=args.params)
-    if args.seed not in spec.seeds:
-        raise ConfigError(f"seed {args.seed} is not one of the cell's seeds {list(spec.seeds)}", path=args.params,
-                          field=f"cells.{args.cell}.seeds")
     if spec.oracle != "none":
         raise ConfigError(f"the benchmark times a cell's own mask generator and classifier; {args.cell!r} is an "
                           f"oracle cell ({spec.oracle})", path=args.params, field=f"cells.{args.cell}.oracle")
@@ -68,24 +58,10 @@ def run(args) -> int:
                           field="report.table2.dataset")
     images = args.images if args.images is not None else bench.get("images", 100)
     settings = eval_settings(params, source=args.params)
-    root = args.root or (params.get("data") or {}).get("mini_root" if profile == "mini" else "paper_root")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("CUDA was requested but is not available", field="--device")
-
-    model, meta = load_trained(args.model, device=device)
+    run_ = open_cell_run(args)
+    profile, root, device, model, meta = run_.profile, run_.root, run_.device, run_.model, run_.meta
     gen_state = meta.get("generator_state") or {}
-    gcfg = meta.get("generator_config")  # the generator the model was trained with (on the fly)
-    if not gcfg:  # trained from a cache: the cell's generator as params.yaml defines it
-        gcfg = train_config(params, spec.model_cell, profile=profile, seed=args.seed,
-                            source=args.params).generator_config
-    if not gcfg:
-        raise InputError("no mask generator for this cell", path=args.model, field="generator_config")
+    gcfg = run_.generator_config(args)
     proposals = generator_proposals(gcfg, state=gen_state, device=device, source=args.model)
     ds = Dataset.open(dataset, profile=profile, root=root)
     icfg = InferenceConfig(object_mask_threshold=settings.object_mask_threshold,

@@ -17,54 +17,36 @@ from __future__ import annotations
 
 import argparse
 
+from smart.eval.cli_common import add_cell_arguments, open_cell_run
+
 HELP = "evaluate one seed of a trained cell (PQ / mIoU) on its benchmarks"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml", help="params file (eval, cells, cell_defaults)")
-    p.add_argument("--cell", required=True, help="cell of params.yaml `cells:`")
-    p.add_argument("--seed", type=int, required=True, help="which of the cell's seeds")
-    p.add_argument("--model", required=True, help="model.pt written by `python -m smart train`")
+    add_cell_arguments(p, params_help="params file (eval, cells, cell_defaults)")
     p.add_argument("--datasets", nargs="+", default=None, help="benchmarks (default: the cell's `datasets`)")
     p.add_argument("--proposals-root", default=None,
                    help="directory holding one proposal cache per dataset (default: run the generator on the fly)")
-    p.add_argument("--profile", choices=("mini", "paper"), default=None, help="default: params.yaml `profile`")
-    p.add_argument("--root", default=None, help="dataset root (default: params.yaml data.<profile>_root)")
     p.add_argument("--out-dir", required=True, help="directory of the flat metrics files (<dataset>.json)")
     p.add_argument("--detail-dir", required=True, help="directory of the detailed result files (<dataset>.json)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (smoke runs)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
 
 
 def run(args) -> int:
     import logging
     from pathlib import Path
 
-    import torch
-
-    from smart.config import cell_spec, eval_settings, load_params, train_config
+    from smart.config import eval_settings
     from smart.data.registry import Dataset
-    from smart.errors import ConfigError, InputError
     from smart.eval.cell import evaluate_model, generator_proposals, result_record, store_proposals
     from smart.io import write_json
-    from smart.train.checkpoint import load_trained
     from smart.train.loop import _git_sha
 
     log = logging.getLogger("smart.eval.cell")
-    params = load_params(args.params)
-    profile = args.profile or params.get("profile")
-    spec = cell_spec(params, args.cell, source=args.params)
-    if args.seed not in spec.seeds:
-        raise ConfigError(f"seed {args.seed} is not one of the cell's seeds {list(spec.seeds)}", path=args.params,
-                          field=f"cells.{args.cell}.seeds")
+    run_ = open_cell_run(args)
+    params, profile, spec, root, device, model, meta = (run_.params, run_.profile, run_.spec, run_.root, run_.device,
+                                                        run_.model, run_.meta)
     settings = eval_settings(params, oracle=spec.oracle, source=args.params)
-    root = args.root or (params.get("data") or {}).get("mini_root" if profile == "mini" else "paper_root")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
-                          ("cpu" if args.device == "auto" else args.device))
-    model, meta = load_trained(args.model, device=device)
     tcfg = meta.get("train_config") or {}
     pad = float(tcfg.get("proposal_pad_logit", -20.0))
     gen_state = meta.get("generator_state") or {}
@@ -74,13 +56,7 @@ def run(args) -> int:
         if spec.oracle == "generator":
             props, how = None, "oracle generator (ground-truth masks)"
         elif gen_state or args.proposals_root is None:
-            gcfg = meta.get("generator_config")  # the generator the model was trained with (on the fly)
-            if not gcfg:  # trained from a cache: the cell's generator as params.yaml defines it
-                gcfg = train_config(params, spec.model_cell, profile=profile, seed=args.seed,
-                                    source=args.params).generator_config
-            if not gcfg:
-                raise InputError("no mask generator for this cell and no --proposals-root", path=args.model,
-                                 field="generator_config")
+            gcfg = run_.generator_config(args)
             props = generator_proposals(gcfg, state=gen_state, device=device, source=args.model)
             how = "generator on the fly" + (" (tuned weights from model.pt)" if gen_state else "")
         else:

@@ -23,25 +23,20 @@ from __future__ import annotations
 
 import argparse
 
+from smart.eval.cli_common import add_cell_arguments, open_cell_run
+
 HELP = "Table 4: zero-shot referring segmentation (oIoU) with CLIP before / after SMART tuning"
 
 DEFAULT_DATASETS = ("refcoco", "refcoco+")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml", help="params file (cells, data roots, generators)")
-    p.add_argument("--cell", required=True, help="cell of params.yaml `cells:`")
-    p.add_argument("--seed", type=int, required=True, help="which of the cell's seeds")
-    p.add_argument("--model", required=True, help="model.pt written by `python -m smart train`")
+    add_cell_arguments(p, params_help="params file (cells, data roots, generators)")
     p.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS),
                    help="referring benchmarks (default: refcoco refcoco+)")
-    p.add_argument("--profile", choices=("mini", "paper"), default=None, help="default: params.yaml `profile`")
-    p.add_argument("--root", default=None, help="dataset root (default: params.yaml data.<profile>_root)")
     p.add_argument("--out", required=True, help="metrics file (numbers only, percent)")
     p.add_argument("--detail", required=True, help="detail file (counts, timings, provenance)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--limit", type=int, default=None, help="score only the first N refs (smoke runs)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
 
 
 def _round(v):
@@ -52,38 +47,18 @@ def run(args) -> int:
     import logging
     import time
 
-    import torch
-
-    from smart.config import cell_spec, load_params, train_config
     from smart.data.registry import Dataset
-    from smart.errors import ConfigError, InputError
     from smart.eval.cell import generator_proposals
     from smart.eval.refer import evaluate_referring, untuned_model
     from smart.io import write_json
-    from smart.train.checkpoint import load_trained
     from smart.train.loop import _git_sha
 
     log = logging.getLogger("smart.eval.refer")
-    params = load_params(args.params)
-    profile = args.profile or params.get("profile")
-    spec = cell_spec(params, args.cell, source=args.params)
-    if args.seed not in spec.seeds:
-        raise ConfigError(f"seed {args.seed} is not one of the cell's seeds {list(spec.seeds)}", path=args.params,
-                          field=f"cells.{args.cell}.seeds")
-    root = args.root or (params.get("data") or {}).get("mini_root" if profile == "mini" else "paper_root")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
-                          ("cpu" if args.device == "auto" else args.device))
     t_start = time.perf_counter()
-    after, meta = load_trained(args.model, device=device)
+    run_ = open_cell_run(args)
+    profile, root, device, after, meta = run_.profile, run_.root, run_.device, run_.model, run_.meta
     before = untuned_model(meta, device=device)
-    gcfg = meta.get("generator_config")  # the generator the model was trained with (on the fly)
-    if not gcfg:  # trained from a cache: the cell's generator as params.yaml defines it
-        gcfg = train_config(params, spec.model_cell, profile=profile, seed=args.seed,
-                            source=args.params).generator_config
-    if not gcfg:
-        raise InputError("no mask generator for this cell", path=args.model, field="generator_config")
+    gcfg = run_.generator_config(args)
     props = generator_proposals(gcfg, state=None, device=device, source=args.model)
     how = f"frozen generator {gcfg.get('name')!r} on the fly ({gcfg.get('pretrained')})"
 
