@@ -78,11 +78,24 @@ def mini_generator_files(name: str) -> list[str]:
 
 
 def cell_generator(params: dict, cell: str) -> str:
-    """The mask generator (registry name, e.g. ``mini-swinb``) a cell's training uses."""
+    """The mask generator a cell's training uses, as it names the proposal caches: its ``name`` (the
+    mini generators, e.g. ``mini-swinb``) or else its key in ``generators`` (paper: ``swinb``, ``r50``)."""
     from smart.config import train_config
 
     tc = train_config(params, cell, profile=profile(params))
-    return tc.generators[tc.generator]["name"]
+    return tc.generators[tc.generator].get("name") or tc.generator
+
+
+def generator_source(params: dict, generator: str) -> str:
+    """What ``cache-proposals --generator`` loads for a cache name: the mini generator's directory, or
+    the paper profile's pretrained weights (a hub name or a local directory)."""
+    if profile(params) == "mini":
+        return mini_generator_dir(generator)
+    gens = params["train_defaults"][profile(params)]["generators"]
+    g = gens.get(generator) or next((v for v in gens.values() if v.get("name") == generator), None)
+    if not g or not g.get("pretrained"):
+        raise KeyError(f"no pretrained weights for generator {generator!r} in train_defaults.paper.generators")
+    return str(g["pretrained"])
 
 
 def cell_uses_store(params: dict, cell: str) -> bool:

@@ -12,7 +12,7 @@ rule cache_proposals:
         proposals=config["proposals"],
         root=ROOT,
         out=lambda wc: P.proposals_dir(wc.generator, wc.dataset),
-        gen=lambda wc: P.mini_generator_dir(wc.generator) if PROFILE == "mini" else wc.generator,
+        gen=lambda wc: P.generator_source(config, wc.generator),
     log:
         "logs/proposals/{generator}/{dataset}.log",
     benchmark:
