@@ -39,6 +39,15 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     return data
 
 
+def reject_unknown(value: dict, allowed, *, key: str, source: str | Path | None = None, shown=None) -> None:
+    """Every key of ``value`` must be in ``allowed``; the error names the first other one (and lists
+    ``shown``, default ``allowed``)."""
+    for k in value:
+        if k not in allowed:
+            raise ConfigError(f"unknown key (allowed: {', '.join(shown if shown is not None else allowed)})",
+                              path=source, field=f"{key}.{k}")
+
+
 def check_keys(value: Any, allowed, *, key: str, source: str | Path | None = None) -> None:
     """``value`` must be a mapping with exactly the keys ``allowed``; errors name the key."""
     if not isinstance(value, dict):
@@ -46,9 +55,7 @@ def check_keys(value: Any, allowed, *, key: str, source: str | Path | None = Non
     for k in allowed:
         if k not in value:
             raise ConfigError("missing key", path=source, field=f"{key}.{k}")
-    for k in value:
-        if k not in allowed:
-            raise ConfigError(f"unknown key (allowed: {', '.join(allowed)})", path=source, field=f"{key}.{k}")
+    reject_unknown(value, allowed, key=key, source=source)
 
 
 def check_schema(value: Any, schema: Any, *, key: str, source: str | Path | None = None) -> None:
@@ -329,10 +336,7 @@ def _cell_overrides(params: dict, cell: str, source: str | Path | None) -> dict:
     overrides = cells[cell] or {}
     if not isinstance(overrides, dict):
         raise ConfigError("expected a mapping", path=source, field=f"cells.{cell}")
-    for k in overrides:
-        if k not in CELL_KEYS:
-            raise ConfigError(f"unknown key (allowed: {', '.join(sorted(CELL_KEYS))})", path=source,
-                              field=f"cells.{cell}.{k}")
+    reject_unknown(overrides, CELL_KEYS, key=f"cells.{cell}", source=source, shown=sorted(CELL_KEYS))
     return overrides
 
 
@@ -357,14 +361,10 @@ def train_config(params: dict, cell: str, *, profile: str | None = None, seed: i
         if k in PROFILES:
             if not isinstance(v, dict):
                 raise ConfigError("expected a mapping", path=source, field=f"cells.{cell}.train.{k}")
-            for kk in v:
-                if kk not in names:
-                    raise ConfigError(f"unknown key (allowed: {', '.join(sorted(names))})", path=source,
-                                      field=f"cells.{cell}.train.{k}.{kk}")
+            reject_unknown(v, names, key=f"cells.{cell}.train.{k}", source=source, shown=sorted(names))
             continue
-        if k not in names:
-            raise ConfigError(f"unknown key (allowed: {', '.join(sorted(names | set(PROFILES)))})", path=source,
-                              field=f"cells.{cell}.train.{k}")
+        reject_unknown({k: v}, names, key=f"cells.{cell}.train", source=source,
+                       shown=sorted(names | set(PROFILES)))
         common[k] = v
         origin[k] = f"cells.{cell}.train.{k}"
     specific = over.get(profile) or {}

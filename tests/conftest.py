@@ -39,3 +39,21 @@ def mini_root(tmp_path_factory, small_world_cfg):
     for b in BENCHMARKS:
         generate(b, root, small_world_cfg, workers=1)
     return root
+
+
+@pytest.fixture(scope="session")
+def make_world(tmp_path_factory):
+    """``make_world(units, name, **sizes)``: a tiny mini world (64 px, 2 images per split unless
+    ``sizes`` says otherwise) with only the given generation units, in a fresh directory."""
+    from smart.data.mini.generate import generate
+
+    def make(units, name: str = "world", **sizes):
+        cfg = {"seed": 0, "image_size": 64,
+               "sizes": {**dict.fromkeys(SMALL_WORLD["sizes"], 2), **sizes},
+               "captions": {"num_images": 4, "image_size": 32, "shard_size": 10, "group_size": 4}}
+        root = tmp_path_factory.mktemp(name)
+        for unit in units:
+            generate(unit, root, cfg, workers=1)
+        return root
+
+    return make

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -74,15 +74,22 @@ def gt_targets(sample: dict, num_classes: int, ignore_label: int) -> dict[str, t
     return {"labels": labels, "masks": masks}  # masks (N, H, W)
 
 
+def _group_consecutive(items: Iterable, key: Callable[[Any], Any], batch_size: int) -> Iterator[list]:
+    """Runs of consecutive items with equal ``key``, in chunks of at most ``batch_size`` (streamed: each
+    item is produced once)."""
+    group: list = []
+    for item in items:
+        if group and (len(group) == batch_size or key(group[0]) != key(item)):
+            yield group
+            group = []
+        group.append(item)
+    if group:
+        yield group
+
+
 def _size_groups(sizes: Sequence[tuple[int, int]], batch_size: int) -> list[list[int]]:
     """Consecutive indices of equal image size, in chunks of at most ``batch_size``."""
-    groups: list[list[int]] = []
-    for i, s in enumerate(sizes):
-        if groups and len(groups[-1]) < batch_size and sizes[groups[-1][0]] == s:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
+    return [[i for i, _ in g] for g in _group_consecutive(enumerate(sizes), lambda t: t[1], batch_size)]
 
 
 def _pad_stack(props: list[torch.Tensor], pad_logit: float) -> torch.Tensor:
@@ -146,16 +153,9 @@ def evaluate_model(model: torch.nn.Module, dataset: Any, *, settings: EvalSettin
     oracle_gen = None
     t0 = time.perf_counter()
     bar = progress(total=n, desc=desc, unit="img")
-    i = 0
-    while i < n:
-        # one batch of consecutive images of equal size (the mini world: all; real datasets: often 1)
-        samples = [dataset[i]]
-        while len(samples) < settings.batch_size and i + len(samples) < n:
-            nxt = dataset[i + len(samples)]
-            if nxt["image"].shape != samples[0]["image"].shape:
-                break
-            samples.append(nxt)
-        i += len(samples)
+    # batches of consecutive images of equal size (the mini world: all; real datasets: often 1)
+    for samples in _group_consecutive((dataset[i] for i in range(n)), lambda s: s["image"].shape,
+                                      settings.batch_size):
         H, W = samples[0]["image"].shape[:2]
         images = torch.from_numpy(np.stack([s["image"] for s in samples])).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
         images = images.to(device)

@@ -51,13 +51,15 @@ def run(args) -> int:
     pad = float(tcfg.get("proposal_pad_logit", -20.0))
     gen_state = meta.get("generator_state") or {}
     datasets = args.datasets or list(spec.datasets)
+    on_the_fly = spec.oracle != "generator" and (gen_state or args.proposals_root is None)
+    if on_the_fly:  # built once, used for every benchmark
+        fly = generator_proposals(run_.generator_config(args), state=gen_state, device=device, source=args.model)
     for name in datasets:
         ds = Dataset.open(name, profile=profile, root=root)
         if spec.oracle == "generator":
             props, how = None, "oracle generator (ground-truth masks)"
-        elif gen_state or args.proposals_root is None:
-            gcfg = run_.generator_config(args)
-            props = generator_proposals(gcfg, state=gen_state, device=device, source=args.model)
+        elif on_the_fly:
+            props = fly
             how = "generator on the fly" + (" (tuned weights from model.pt)" if gen_state else "")
         else:
             path = Path(args.proposals_root) / name

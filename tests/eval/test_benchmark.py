@@ -11,26 +11,15 @@ import torch
 
 from smart.errors import InputError
 
-WORLD = {
-    "seed": 0,
-    "image_size": 64,
-    "sizes": {"coco_train": 4, "coco_val": 2, "ade_val": 3, "mapillary_val": 2, "pascal_val": 2, "refer_val": 2},
-    "captions": {"num_images": 4, "image_size": 32, "shard_size": 10, "group_size": 4},
-}
 TINY_GEN = {"name": "tiny", "backend": "hf", "pretrained": None, "resize": False, "top_k": 6}
 BRIEF_KEYS = {"fps", "seconds", "images", "memory_gb", "memory_kind", "peak_rss_gb", "ms_generator", "ms_classifier",
               "ms_postprocess", "device", "threads", "cell", "seed", "dataset", "git_sha"}
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
+def root(make_world):
     """The vocabulary and a 3-image ADE-like split (ade150: panoptic + semantic GT)."""
-    from smart.data.mini.generate import generate
-
-    r = tmp_path_factory.mktemp("world")
-    for unit in ("vocab", "ade"):
-        generate(unit, r, WORLD, workers=1)
-    return r
+    return make_world(("vocab", "ade"), coco_train=4, ade_val=3)
 
 
 @pytest.fixture(scope="module")

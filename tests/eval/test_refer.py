@@ -26,12 +26,6 @@ from smart.eval.refer import (
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-WORLD = {
-    "seed": 0,
-    "image_size": 64,
-    "sizes": {"coco_train": 2, "coco_val": 2, "ade_val": 2, "mapillary_val": 2, "pascal_val": 2, "refer_val": 4},
-    "captions": {"num_images": 4, "image_size": 32, "shard_size": 10, "group_size": 4},
-}
 TINY_GEN = {"name": "tiny", "backend": "hf", "pretrained": None, "resize": False, "top_k": 6}
 
 
@@ -101,13 +95,8 @@ def test_image_groups_keep_first_appearance_order():
 
 # ------------------------------------------------------------------------------------ tiny models
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from smart.data.mini.generate import generate
-
-    root = tmp_path_factory.mktemp("refer_world")
-    for unit in ("vocab", "refer"):
-        generate(unit, root, WORLD, workers=1)
-    return root
+def world(make_world):
+    return make_world(("vocab", "refer"), "refer_world", refer_val=4)
 
 
 @pytest.fixture(scope="module")

@@ -26,24 +26,13 @@ from smart.model.config import get_preset
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-WORLD = {
-    "seed": 0,
-    "image_size": 64,
-    "sizes": {"coco_train": 16, "coco_val": 2, "ade_val": 2, "mapillary_val": 2, "pascal_val": 2, "refer_val": 2},
-    "captions": {"num_images": 4, "image_size": 32, "shard_size": 10, "group_size": 4},
-}
 TINY_GEN = {"tiny": {"name": "tiny", "backend": "hf", "pretrained": None, "resize": False, "top_k": 6}}
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
+def root(make_world):
     """A COCO-like train split of 16 images (64 px) with its vocabulary."""
-    from smart.data.mini.generate import generate
-
-    r = tmp_path_factory.mktemp("world")
-    for unit in ("vocab", "coco"):
-        generate(unit, r, WORLD, workers=1)
-    return r
+    return make_world(("vocab", "coco"), coco_train=16)
 
 
 def tiny_cfg(**kw) -> TrainConfig:
