@@ -72,7 +72,8 @@ def check_schema(value: Any, schema: Any, *, key: str, source: str | Path | None
             raise ConfigError(f"expected a non-negative integer, got {value}", path=source, field=key)
         return
     if not isinstance(value, schema):
-        raise ConfigError(f"expected {schema.__name__}, got {value!r}", path=source, field=key)
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in (schema if isinstance(schema, tuple) else (schema,)))
+        raise ConfigError(f"expected {names}, got {value!r}", path=source, field=key)
 
 
 SCHEMAS = {"mini_world": MINI_WORLD_SCHEMA}
@@ -404,11 +405,44 @@ MINI_GENERATOR_SCHEMA: dict[str, Any] = {
     "eval_batch_size": int,
 }
 
-# proposals: see smart/data/proposals.py ProposalCacheConfig.
+# proposals.<profile>: see smart/data/proposals.py ProposalCacheConfig. The test-time generator settings
+# (how many proposals, how they are scored, at which size each dataset is seen) are used alike by the
+# caches and by the generators that run on the fly at evaluation (cells that tune their generator).
 PROPOSALS_SCHEMA: dict[str, Any] = {
     "top_k": int, "shard_size": int, "logit_clamp": number, "logit_stride": int, "score_mode": str,
+    "test_sizes": (dict, type(None)),
 }
-SCHEMAS["proposals"] = PROPOSALS_SCHEMA
+# Datasets a test size can be given for (``default`` covers the others).
+TEST_SIZE_DATASETS = ("default", "coco_train", "coco", "ade150", "mapillary", "ade847", "pc59", "pc459",
+                      "refcoco", "refcoco+")
+
+
+def check_test_sizes(value: Any, *, key: str, source: str | Path | None = None) -> None:
+    """``test_sizes``: null (no resize) or ``{default: [min, max], <dataset>: [min, max], …}``."""
+    if value is None:
+        return
+    if not isinstance(value, dict) or "default" not in value:
+        raise ConfigError("expected null (no resize) or a mapping with a 'default' entry", path=source, field=key)
+    reject_unknown(value, TEST_SIZE_DATASETS, key=key, source=source)
+    for d, v in value.items():
+        if (not isinstance(v, list) or len(v) != 2 or any(isinstance(x, bool) or not isinstance(x, int) for x in v)
+                or not 0 < v[0] <= v[1]):
+            raise ConfigError(f"expected [shortest side, longest side] with 0 < shortest <= longest, got {v!r}",
+                              path=source, field=f"{key}.{d}")
+
+
+def proposals_params(params: dict, *, profile: str | None = None, source: str | Path | None = None) -> dict:
+    """The validated ``proposals.<profile>`` entry (every key present, no unknown key, types)."""
+    profile = profile or params.get("profile")
+    props = section(params, "proposals", source=source)
+    if not isinstance(props, dict) or profile not in props:
+        raise ConfigError(f"no entry for profile {profile!r} (proposals: {{mini: {{...}}, paper: {{...}}}})",
+                          path=source, field=f"proposals.{profile}")
+    reject_unknown(props, PROFILES, key="proposals", source=source)
+    entry = props[profile]
+    check_schema(entry, PROPOSALS_SCHEMA, key=f"proposals.{profile}", source=source)
+    check_test_sizes(entry["test_sizes"], key=f"proposals.{profile}.test_sizes", source=source)
+    return entry
 
 
 def mini_generator_params(params: dict, name: str, *, source: str | Path | None = None) -> dict:

@@ -75,7 +75,7 @@ def build_dvc(params: dict) -> dict:
             gen_dep = [P.mini_generator_dir(gen)] if mini else []
             stages[name] = _stage([P.proposals_manifest(gen, ds)],
                                   deps=P.dataset_ready(params, ds) + gen_dep + ["smart/data/proposals.py"],
-                                  params=["proposals"], outs=[store])
+                                  params=[f"proposals.{prof}"], outs=[store])
         return store
 
     clip_dep = [P.mini_clip_dir(params)] if mini else []
@@ -97,16 +97,18 @@ def build_dvc(params: dict) -> dict:
     for cell in P.cells(params):
         spec = cell_spec(params, cell)
         src_cell = spec.model_cell
-        deps_common = []
+        deps_common, fly = [], []
         if spec.oracle != "generator" and P.cell_uses_store(params, src_cell):
             deps_common = [add_cache(P.cell_generator(params, src_cell), d) for d in spec.datasets]
+        elif spec.oracle != "generator":
+            fly = [f"proposals.{prof}"]  # its generator runs on the fly with the test-time settings
         ready = sorted({f for d in spec.datasets for f in P.dataset_ready(params, d)})
         for seed in spec.seeds:
             files = [P.metrics_file(cell, seed, d) for d in spec.datasets]
             stages[stage_name("eval", f"{cell}-s{seed}")] = _stage(
                 files, deps=[P.train_outputs(src_cell, seed)["model"]] + deps_common + ready + clip_dep
                 + ["smart/eval", "smart/model/inference.py"],
-                params=["eval", f"cells.{cell}"] + (["cell_defaults"] if not {"seeds", "datasets"} <= set(
+                params=["eval", f"cells.{cell}"] + fly + (["cell_defaults"] if not {"seeds", "datasets"} <= set(
                     params["cells"][cell] or {}) else []),
                 outs=[{f: {"cache": False}} for f in files]
                 + [{P.eval_detail(cell, seed, d): {"cache": False}} for d in spec.datasets])
@@ -118,7 +120,7 @@ def build_dvc(params: dict) -> dict:
         stages[stage_name("benchmark", bcell)] = _stage(
             [P.benchmark_file(bcell)], deps=[P.train_outputs(bcell, bseed)["model"]] + P.dataset_ready(
                 params, rep["table2"]["dataset"]) + clip_dep + ["smart/eval/benchmark.py"],
-            params=["report.table2"], outs=[{P.benchmark_file(bcell): {"cache": False}}])
+            params=["report.table2", f"proposals.{prof}"], outs=[{P.benchmark_file(bcell): {"cache": False}}])
     rcell = rep["table4"]["cell"]
     if rcell in P.cells(params):
         gen_dep = [P.mini_generator_dir(P.cell_generator(params, rcell))] if mini else []
@@ -127,7 +129,7 @@ def build_dvc(params: dict) -> dict:
             m, d = P.refer_metrics(rcell, seed), P.refer_detail(rcell, seed)
             stages[stage_name("refer", f"{rcell}-s{seed}")] = _stage(
                 [m], deps=[P.train_outputs(rcell, seed)["model"]] + ready + clip_dep + gen_dep + ["smart/eval/refer.py"],
-                params=["report.table4"], outs=[{m: {"cache": False}}, {d: {"cache": False}}])
+                params=["report.table4", f"proposals.{prof}"], outs=[{m: {"cache": False}}, {d: {"cache": False}}])
     # ---------------------------------------------------------------- dataset checks and pictures
     for ds in P.ALL_DATASETS:
         ready = P.dataset_ready(params, ds)

@@ -6,8 +6,9 @@ Example::
         --out data/proposals/mini-swinb/coco_train
 
 ``--generator`` is a checkpoint directory, a name under ``--models-dir`` (``data/models/<name>``, the
-pretrained mini generators) or a Hugging Face hub name present in the local cache. K, shard size and
-encoding come from the ``proposals`` section of the params file. An interrupted run continues where it
+pretrained mini generators) or a Hugging Face hub name present in the local cache. K, shard size,
+encoding and the test-time size of the dataset come from the ``proposals.<profile>`` entry of the params
+file. An interrupted run continues where it
 stopped; ``manifest.json`` is written last. See :mod:`smart.data.proposals` for the format.
 """
 
@@ -36,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import torch
 
-    from smart.config import load_params, section
+    from smart.config import load_params, proposals_params
     from smart.data.proposals import (
         ProposalCacheConfig,
         cache_proposals,
@@ -47,10 +48,11 @@ def run(args) -> int:
     from smart.model.mask_generator import Mask2FormerGenerator
 
     params = load_params(args.params)
-    cfg = ProposalCacheConfig.from_dict(section(params, "proposals", source=args.params), source=args.params)
+    profile = args.profile or params.get("profile", "mini")
+    cfg = ProposalCacheConfig.from_dict(proposals_params(params, profile=profile, source=args.params),
+                                        source=args.params, key=f"proposals.{profile}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    profile = args.profile or params.get("profile", "mini")
     ds = Dataset.open(args.dataset, profile=profile, root=args.root)
     gdir = resolve_generator(args.generator, models_dir=args.models_dir)
     ident = generator_identity(gdir)

@@ -113,37 +113,50 @@ ENCODINGS = ("q8-asinh", "q8-asinh+rle")  # logit_stride 1 / > 1
 
 @dataclass(frozen=True)
 class ProposalCacheConfig:
-    """What is cached and how (params.yaml → ``proposals``; every key explicit)."""
+    """What is cached and how, and the generator's test-time settings (params.yaml → ``proposals.<profile>``;
+    every key explicit)."""
 
     top_k: int = 20  # proposals kept per image (highest score first); min(top_k, Q)
     shard_size: int = 100  # images per shard
     logit_clamp: float = 40.0  # c: stored logits are clamped to [-c, c] (sigmoid(-40) = 4e-18)
     logit_stride: int = 1  # s: logit magnitudes stored at 1/s of the mask size (s > 1 adds exact RLE masks)
     score_mode: str = "objectness"  # objectness | max_class (the generator's proposal score)
+    # test-time resize per dataset: None = none (the input size), else ((dataset, min_size, max_size), …)
+    # with a "default" entry (detectron2 ResizeShortestEdge: shortest side → min_size, longest ≤ max_size)
+    test_sizes: tuple[tuple[str, int, int], ...] | None = None
 
     @classmethod
-    def from_dict(cls, d: Mapping, *, source: str | Path | None = None) -> ProposalCacheConfig:
-        if not isinstance(d, Mapping):
-            raise ConfigError("expected a mapping", path=source, field="proposals")
-        known = cls.__dataclass_fields__
-        for k in d:
-            if k not in known:
-                raise ConfigError(f"unknown key (allowed: {', '.join(known)})", path=source, field=f"proposals.{k}")
-        for k in known:
-            if k not in d:
-                raise ConfigError("missing key", path=source, field=f"proposals.{k}")
+    def from_dict(cls, d: Mapping, *, source: str | Path | None = None,
+                  key: str = "proposals") -> ProposalCacheConfig:
+        """From a ``proposals.<profile>`` entry (validated by :func:`smart.config.proposals_params` rules;
+        ``key`` is the params path named in errors)."""
+        from smart.config import PROPOSALS_SCHEMA, check_schema, check_test_sizes
+
+        check_schema(dict(d) if isinstance(d, Mapping) else d, PROPOSALS_SCHEMA, key=key, source=source)
         for k in ("top_k", "shard_size", "logit_stride"):
-            v = d[k]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"expected a positive integer, got {v!r}", path=source, field=f"proposals.{k}")
+            if d[k] < 1:
+                raise ConfigError(f"expected a positive integer, got {d[k]!r}", path=source, field=f"{key}.{k}")
         c = d["logit_clamp"]
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < 1e4:
-            raise ConfigError(f"expected a positive number, got {c!r}", path=source, field="proposals.logit_clamp")
+        if not 0 < c < 1e4:
+            raise ConfigError(f"expected a positive number, got {c!r}", path=source, field=f"{key}.logit_clamp")
         if d["score_mode"] not in ("objectness", "max_class"):
             raise ConfigError(f"unknown score_mode {d['score_mode']!r} (objectness | max_class)", path=source,
-                              field="proposals.score_mode")
+                              field=f"{key}.score_mode")
+        check_test_sizes(d["test_sizes"], key=f"{key}.test_sizes", source=source)
+        sizes = None if d["test_sizes"] is None else tuple((k, int(v[0]), int(v[1])) for k, v in d["test_sizes"].items())
         return cls(top_k=d["top_k"], shard_size=d["shard_size"], logit_clamp=float(c),
-                   logit_stride=d["logit_stride"], score_mode=d["score_mode"])
+                   logit_stride=d["logit_stride"], score_mode=d["score_mode"], test_sizes=sizes)
+
+    def test_time(self, dataset: str) -> dict[str, Any]:
+        """The generator settings under which ``dataset``'s proposals are made (a cache, or a generator
+        run on the fly at evaluation): keyword overrides of :class:`~smart.model.mask_generator.GeneratorConfig`
+        and of the generator's attributes (``resize``, ``min_size``, ``max_size``, ``top_k``, ``score_mode``)."""
+        out: dict[str, Any] = {"top_k": int(self.top_k), "score_mode": self.score_mode}
+        if self.test_sizes is None:
+            return {**out, "resize": False}
+        sizes = {d: (mn, mx) for d, mn, mx in self.test_sizes}
+        mn, mx = sizes.get(dataset, sizes["default"])
+        return {**out, "resize": True, "min_size": mn, "max_size": mx}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -478,8 +491,8 @@ def cache_proposals(generator, dataset, out_dir: str | Path, cfg: ProposalCacheC
     """Run a frozen generator over a dataset split and write the sharded cache; returns the manifest.
 
     Args:
-        generator: a frozen :class:`~smart.model.mask_generator.Mask2FormerGenerator` (its ``score_mode``
-            is set to ``cfg.score_mode``).
+        generator: a frozen :class:`~smart.model.mask_generator.Mask2FormerGenerator` (its test-time
+            settings are set to ``cfg.test_time(dataset_alias)``: resize, score mode).
         dataset: a :class:`~smart.data.registry.Dataset`.
         out_dir: the cache directory.
         cfg: what to cache.
@@ -494,7 +507,8 @@ def cache_proposals(generator, dataset, out_dir: str | Path, cfg: ProposalCacheC
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    generator.score_mode = cfg.score_mode
+    test_time = cfg.test_time(dataset_alias or dataset.name)  # resize to the dataset's test size, score mode
+    generator.set_test_time({k: v for k, v in test_time.items() if k != "top_k"})
     generator.eval()
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
     ids = [dataset.records[i]["image_id"] for i in range(n)]

@@ -205,11 +205,47 @@ def store_proposals(path: str | Path, *, pad_logit: float) -> Callable:
     return fn
 
 
-def generator_proposals(gcfg: dict, *, state: dict | None, device: torch.device | str, source: str) -> Callable:
-    """Proposals of a mask generator run on the fly (with a tuned generator's weights when given)."""
+class OnTheFlyProposals:
+    """Proposals of a mask generator run at evaluation (a cell that tuned its generator, the benchmark,
+    referring segmentation), made under the same test-time settings as the caches of the profile
+    (``proposals.<profile>``: test size of each dataset, top-k, score). Call :meth:`for_dataset` before
+    the images of a dataset; the object is then ``fn(samples, images) -> (B, Q, h, w)`` mask logits."""
+
+    def __init__(self, generator: torch.nn.Module, *, config: dict, test_time: Any):
+        """
+        Args:
+            generator: a built mask generator (frozen or with tuned weights loaded), on its device.
+            config: its generator config (recorded by :meth:`describe`).
+            test_time: a :class:`smart.data.proposals.ProposalCacheConfig` (``test_time(dataset)``).
+        """
+        from smart.train.loop import GeneratorSource
+
+        self.generator, self.test_time = generator, test_time
+        self.source = GeneratorSource(generator, config=config)
+        self.settings: dict = {}
+
+    def for_dataset(self, name: str) -> OnTheFlyProposals:
+        self.settings = self.test_time.test_time(name)
+        self.generator.set_test_time(self.settings)
+        return self
+
+    def __call__(self, samples: list[dict], images: torch.Tensor) -> torch.Tensor:
+        if not self.settings:
+            raise RuntimeError("OnTheFlyProposals.for_dataset(name) must be called before the first batch")
+        return self.source.propose(images).float()  # (B, Q, h, w) over each image's field of view
+
+    def describe(self) -> str:
+        s = self.settings
+        size = f"shortest side {s['min_size']} / max {s['max_size']}" if s.get("resize") else "no resize"
+        return f"top {s.get('top_k')} by {s.get('score_mode')}, {size}"
+
+
+def generator_proposals(gcfg: dict, *, state: dict | None, device: torch.device | str, source: str,
+                        test_time: Any) -> OnTheFlyProposals:
+    """A mask generator (with a tuned generator's weights when given) run on the fly under the profile's
+    test-time settings ``test_time`` (:class:`smart.data.proposals.ProposalCacheConfig`)."""
     from smart.model.mask_generator import build_mask_generator
     from smart.train.checkpoint import load_trainable_state
-    from smart.train.loop import GeneratorSource
 
     gcfg = dict(gcfg)
     for k in ("pixel_mean", "pixel_std"):
@@ -224,12 +260,7 @@ def generator_proposals(gcfg: dict, *, state: dict | None, device: torch.device 
     if state:
         load_trainable_state(generator, state, source=source)
     generator.eval().to(device)
-    src = GeneratorSource(generator, config=gcfg)
-
-    def fn(samples: list[dict], images: torch.Tensor) -> torch.Tensor:
-        return src.propose(images).float()  # (B, Q, h, w)
-
-    return fn
+    return OnTheFlyProposals(generator, config=gcfg, test_time=test_time)
 
 
 def result_record(result: dict, *, provenance: dict) -> tuple[dict, dict]:

@@ -62,7 +62,8 @@ def run(args) -> int:
     profile, root, device, model, meta = run_.profile, run_.root, run_.device, run_.model, run_.meta
     gen_state = meta.get("generator_state") or {}
     gcfg = run_.generator_config(args)
-    proposals = generator_proposals(gcfg, state=gen_state, device=device, source=args.model)
+    proposals = generator_proposals(gcfg, state=gen_state, device=device, source=args.model,
+                                    test_time=run_.test_time(args)).for_dataset(dataset)
     ds = Dataset.open(dataset, profile=profile, root=root)
     icfg = InferenceConfig(object_mask_threshold=settings.object_mask_threshold,
                            overlap_threshold=settings.overlap_threshold, mask_threshold=settings.mask_threshold)
@@ -72,7 +73,7 @@ def run(args) -> int:
                              inference=icfg, generator_amp=bool(gcfg.get("amp", True)))
     record = {**result, "cell": args.cell, "seed": args.seed, "dataset": dataset, "profile": profile,
               "model": str(args.model), "iterations": meta.get("iteration"),
-              "generator": {k: gcfg.get(k) for k in ("name", "backend", "pretrained", "resize", "top_k")},
+              "generator": {**{k: gcfg.get(k) for k in ("name", "backend", "pretrained")}, **proposals.settings},
               "generator_tuned": bool(gen_state), "inference": icfg.to_dict(), "git_sha": _git_sha()}
     write_json(args.out, record)
     print(f"{args.cell}/s{args.seed} {dataset}: {result['fps']:.2f} FPS, {result['memory_gb']:.3f} GB "

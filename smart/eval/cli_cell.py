@@ -53,14 +53,16 @@ def run(args) -> int:
     datasets = args.datasets or list(spec.datasets)
     on_the_fly = spec.oracle != "generator" and (gen_state or args.proposals_root is None)
     if on_the_fly:  # built once, used for every benchmark
-        fly = generator_proposals(run_.generator_config(args), state=gen_state, device=device, source=args.model)
+        fly = generator_proposals(run_.generator_config(args), state=gen_state, device=device, source=args.model,
+                                  test_time=run_.test_time(args))
     for name in datasets:
         ds = Dataset.open(name, profile=profile, root=root)
         if spec.oracle == "generator":
             props, how = None, "oracle generator (ground-truth masks)"
         elif on_the_fly:
-            props = fly
-            how = "generator on the fly" + (" (tuned weights from model.pt)" if gen_state else "")
+            props = fly.for_dataset(name)
+            how = (f"generator on the fly ({fly.describe()})"
+                   + (" (tuned weights from model.pt)" if gen_state else ""))
         else:
             path = Path(args.proposals_root) / name
             props, how = store_proposals(path, pad_logit=pad), f"cache {path}"

@@ -36,6 +36,15 @@ class CellRun:
     model: Any  # SmartModel in eval mode
     meta: dict  # model.pt metadata (load_trained)
 
+    def test_time(self, args):
+        """The profile's test-time generator settings (``proposals.<profile>``) as a
+        :class:`smart.data.proposals.ProposalCacheConfig`."""
+        from smart.config import proposals_params
+        from smart.data.proposals import ProposalCacheConfig
+
+        return ProposalCacheConfig.from_dict(proposals_params(self.params, profile=self.profile, source=args.params),
+                                             source=args.params, key=f"proposals.{self.profile}")
+
     def generator_config(self, args) -> dict:
         """The mask generator the model was trained with: the one recorded in ``model.pt`` (on-the-fly
         training), else the cell's generator as params.yaml defines it (training from a cache)."""

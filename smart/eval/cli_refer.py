@@ -59,13 +59,14 @@ def run(args) -> int:
     profile, root, device, after, meta = run_.profile, run_.root, run_.device, run_.model, run_.meta
     before = untuned_model(meta, device=device)
     gcfg = run_.generator_config(args)
-    props = generator_proposals(gcfg, state=None, device=device, source=args.model)
+    props = generator_proposals(gcfg, state=None, device=device, source=args.model, test_time=run_.test_time(args))
     how = f"frozen generator {gcfg.get('name')!r} on the fly ({gcfg.get('pretrained')})"
 
     metrics: dict[str, dict] = {}
     detail: dict[str, dict] = {}
     for name in args.datasets:
         ds = Dataset.open(name, profile=profile, root=root)
+        props.for_dataset(name)
         log.info("eval-refer %s seed %d on %s (%d refs): proposals from %s", args.cell, args.seed, name, len(ds), how)
         res = evaluate_referring({"before": before, "after": after}, ds, props, device=device, limit=args.limit,
                                  desc=f"refer {args.cell}/s{args.seed}/{name}")

@@ -302,6 +302,18 @@ class _GeneratorBase(nn.Module):
         super().train(mode and self.tune)  # a frozen generator stays in eval mode
         return self
 
+    TEST_TIME_KEYS = ("resize", "min_size", "max_size", "top_k", "score_mode")
+
+    def set_test_time(self, settings: Mapping[str, Any]) -> None:
+        """Apply test-time settings (``resize``, ``min_size``, ``max_size``, ``top_k``, ``score_mode``; e.g.
+        :meth:`smart.data.proposals.ProposalCacheConfig.test_time` of one dataset)."""
+        for k, v in settings.items():
+            if k not in self.TEST_TIME_KEYS:
+                raise KeyError(f"not a test-time generator setting: {k!r} (allowed: {', '.join(self.TEST_TIME_KEYS)})")
+            if k == "score_mode" and v not in ("objectness", "max_class"):
+                raise ValueError(f"unknown score_mode {v!r} (objectness | max_class)")
+            setattr(self, k, v)
+
     def preprocess(self, images: Sequence[Any] | Tensor, *, device: torch.device | str | None = None) -> dict:
         """See :func:`preprocess_images`; uses this generator's settings and device."""
         if device is None:

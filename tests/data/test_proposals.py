@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from smart.cli import main
-from smart.config import load_params, section
+from smart.config import load_params, proposals_params
 from smart.data import proposals as P
 from smart.data.proposals import (
     ProposalCacheConfig,
@@ -325,18 +325,58 @@ def test_reader_errors_name_file_and_field(cached, gen_dir, mini_root, tmp_path)
 
 def test_proposals_params_are_validated():
     params = load_params(REPO / "params.yaml")
-    cfg = ProposalCacheConfig.from_dict(section(params, "proposals"))
-    assert cfg.top_k >= 1 and cfg.logit_stride == 1
+    mini = ProposalCacheConfig.from_dict(proposals_params(params, profile="mini"))
+    assert mini.top_k == 20 and mini.logit_stride == 1 and mini.test_sizes is None
+    assert mini.test_time("mapillary") == {"top_k": 20, "score_mode": "objectness", "resize": False}
+    paper = ProposalCacheConfig.from_dict(proposals_params(params, profile="paper"))
+    assert paper.top_k == 100  # all of Mask2Former's queries (method-spec §4.1)
+    assert paper.test_time("ade150") == {"top_k": 100, "score_mode": "objectness", "resize": True,
+                                         "min_size": 800, "max_size": 1333}
+    assert paper.test_time("mapillary")["min_size"] == 1024 and paper.test_time("mapillary")["max_size"] == 2560
     bad = copy.deepcopy(params)
-    bad["proposals"]["top_kk"] = 3
+    bad["proposals"]["mini"]["top_kk"] = 3
     with pytest.raises(ConfigError) as e:
-        section(bad, "proposals", source="p.yaml")
-    assert e.value.field == "proposals.top_kk"
+        proposals_params(bad, profile="mini", source="p.yaml")
+    assert e.value.field == "proposals.mini.top_kk"
     bad = copy.deepcopy(params)
-    bad["proposals"]["score_mode"] = "iou"
+    bad["proposals"]["paper"]["score_mode"] = "iou"
     with pytest.raises(ConfigError) as e:
-        ProposalCacheConfig.from_dict(bad["proposals"])
-    assert e.value.field == "proposals.score_mode"
+        ProposalCacheConfig.from_dict(bad["proposals"]["paper"], key="proposals.paper")
+    assert e.value.field == "proposals.paper.score_mode"
+    for sizes, field in (({"mapillary": [1024, 2560]}, "proposals.paper.test_sizes"),
+                         ({"default": [800, 1333], "kitti": [1, 2]}, "proposals.paper.test_sizes.kitti"),
+                         ({"default": [1333, 800]}, "proposals.paper.test_sizes.default"),
+                         ({"default": [800]}, "proposals.paper.test_sizes.default")):
+        bad = copy.deepcopy(params)
+        bad["proposals"]["paper"]["test_sizes"] = sizes
+        with pytest.raises(ConfigError) as e:
+            proposals_params(bad, profile="paper")
+        assert e.value.field == field
+    bad = copy.deepcopy(params)
+    bad["proposals"]["top_k"] = 20  # the old flat section
+    with pytest.raises(ConfigError) as e:
+        proposals_params(bad, profile="mini")
+    assert e.value.field == "proposals.top_k"
+
+
+def test_cache_uses_the_test_size_of_its_dataset():
+    """Each dataset's proposals are made at its test size (Mapillary 1024 / 2560, others 800 / 1333)."""
+    from smart.model.mask_generator import Mask2FormerGenerator, tiny_mask2former_config
+    from transformers import Mask2FormerForUniversalSegmentation
+
+    torch.manual_seed(0)
+    gen = Mask2FormerGenerator(model=Mask2FormerForUniversalSegmentation(tiny_mask2former_config("tiny")),
+                               resize=False)
+    cfg = ProposalCacheConfig(top_k=5, test_sizes=(("default", 64, 96), ("mapillary", 48, 80)))
+    image = torch.rand(3, 40, 100) * 255
+    gen.set_test_time(cfg.test_time("ade150"))
+    assert gen.preprocess([image])["image_sizes"] == [(38, 96)]  # longest side capped at 96
+    gen.set_test_time(cfg.test_time("mapillary"))
+    assert gen.preprocess([image])["image_sizes"] == [(32, 80)]
+    out = gen.predict([image])
+    assert out["mask_logits"].shape[1] == 5 and bool((out["scores"][0, :-1] >= out["scores"][0, 1:]).all())
+    with pytest.raises(KeyError, match="num_queries"):
+        gen.set_test_time({"num_queries": 3})
 
 
 def test_cli_caches_a_split(gen_dir, mini_root, tmp_path, capsys):

@@ -9,6 +9,8 @@ import json
 import pytest
 import torch
 
+from smart.data.proposals import ProposalCacheConfig
+
 from smart.errors import InputError
 
 TINY_GEN = {"name": "tiny", "backend": "hf", "pretrained": None, "resize": False, "top_k": 6}
@@ -31,7 +33,8 @@ def parts():
 
     torch.manual_seed(0)
     model = build_model(get_preset("tiny-test")).eval()
-    props = generator_proposals(TINY_GEN, state=None, device="cpu", source="test")
+    props = generator_proposals(TINY_GEN, state=None, device="cpu", source="test",
+                                test_time=ProposalCacheConfig()).for_dataset("ade150")
     return model, props
 
 
@@ -94,7 +97,8 @@ def test_benchmark_model_on_cuda(root):
 
     torch.manual_seed(0)
     model = build_model(get_preset("tiny-test")).eval().cuda()
-    props = generator_proposals(TINY_GEN, state=None, device="cuda", source="test")
+    props = generator_proposals(TINY_GEN, state=None, device="cuda", source="test",
+                                test_time=ProposalCacheConfig()).for_dataset("ade150")
     r = benchmark_model(model, _ade150(root), proposals=props, device="cuda", images=2, warmup=1)
     assert r["memory_kind"] == "cuda_max_allocated" and r["memory_gb"] > 0
     assert r["device_type"] == "cuda" and r["device"] == torch.cuda.get_device_name(0)

@@ -12,6 +12,8 @@ import os
 import pytest
 import torch
 
+from smart.data.proposals import ProposalCacheConfig
+
 from smart.eval.refer import (
     OIoUAccumulator,
     binarise_selected,
@@ -112,7 +114,8 @@ def proposals():
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return generator_proposals(TINY_GEN, state=None, device="cpu", source="test")
+        return generator_proposals(TINY_GEN, state=None, device="cpu", source="test",
+                                test_time=ProposalCacheConfig()).for_dataset("ade150")
 
 
 def write_model(path, meta: dict, state: dict) -> None:

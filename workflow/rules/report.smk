@@ -79,6 +79,7 @@ rule benchmark_cell:
         model=lambda wc: P.train_outputs(wc.cell, P.seeds(config, wc.cell)[0])["model"],
         dataset=config["report"]["table2"]["dataset"],
         images=config["report"]["table2"]["images"],
+        test_time=config["proposals"][PROFILE],
     log:
         "logs/benchmark/{cell}.log",
     benchmark:
@@ -103,6 +104,7 @@ rule table4_refer:
         root=ROOT,
         datasets=" ".join(config["report"]["table4"]["datasets"]),
         model=lambda wc: P.train_outputs(wc.cell, wc.seed)["model"],
+        test_time=config["proposals"][PROFILE],
     log:
         "logs/refer/{cell}/s{seed}.log",
     benchmark:

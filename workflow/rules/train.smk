@@ -9,7 +9,8 @@ rule cache_proposals:
     output:
         P.proposals_manifest("{generator}", "{dataset}"),
     params:
-        proposals=config["proposals"],
+        proposals=config["proposals"][PROFILE],
+        profile=PROFILE,
         root=ROOT,
         out=lambda wc: P.proposals_dir(wc.generator, wc.dataset),
         gen=lambda wc: P.generator_source(config, wc.generator),
@@ -22,7 +23,7 @@ rule cache_proposals:
         gpu=1 if PROFILE == "paper" else 0,
     shell:
         "python -m smart cache-proposals {wildcards.dataset} --generator {params.gen} --params params.yaml"
-        " --root {params.root} --out {params.out} --threads {threads} > {log} 2>&1"
+        " --profile {params.profile} --root {params.root} --out {params.out} --threads {threads} > {log} 2>&1"
 
 
 def _proposal_flag(wc):
@@ -84,6 +85,7 @@ for _cell in P.cells(config):
             root=ROOT,
             model=lambda wc, c=_cell: P.train_outputs(cell_spec(config, c).model_cell, wc.seed)["model"],
             proposals=_eval_proposals(_cell),
+            test_time=config["proposals"][PROFILE],  # the generator's test-time settings (on the fly)
             datasets=" ".join(P.eval_datasets(config, _cell)),
             out=lambda wc, c=_cell: P.metrics_file(c, wc.seed, "x").rsplit("/", 1)[0],
             detail=lambda wc, c=_cell: P.eval_detail(c, wc.seed, "x").rsplit("/", 1)[0],
