@@ -356,7 +356,9 @@ def resolve_generator(dir_or_name: str | Path, *, models_dir: str | Path = "data
         except (ImportError, OSError, ValueError) as exc:  # not cached / offline / not a repo id
             _log.debug("%s is not in the local Hugging Face cache: %s", dir_or_name, exc)
     raise InputError(f"mask generator {str(dir_or_name)!r} not found: not a directory, not under {models_dir}, "
-                     "and not a hub name in the local Hugging Face cache", field="--generator")
+                     "and not a hub name in the local Hugging Face cache (the hub is not asked: download the "
+                     f"weights on a machine with network access, e.g. `hf download {dir_or_name}`, or pass a "
+                     "local directory)", field="--generator")
 
 
 def generator_identity(directory: str | Path) -> dict:

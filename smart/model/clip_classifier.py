@@ -123,8 +123,29 @@ def create_clip(name: str, *, pretrained: str | None = None, device: str | torch
         raise ConfigError(f"unknown open_clip model {name!r}", field="clip_model")
     device = torch.device(device) if device is not None else None
     ctx = device if device is not None and device.type == "meta" else nullcontext()
-    with ctx:
-        return open_clip.create_model(name, pretrained=pretrained, device=device)
+    try:
+        with ctx:
+            return open_clip.create_model(name, pretrained=pretrained, device=device)
+    except RuntimeError as exc:
+        raise _clip_load_error(exc, name, pretrained) from None
+
+
+def _clip_load_error(exc: RuntimeError, name: str, pretrained: str | None) -> Exception:
+    """One clear error for the two ways loading CLIP weights fails: weights that cannot be downloaded
+    (offline), and a weight file whose shapes do not fit the model (first mismatched key, both shapes)."""
+    from smart.errors import InputError
+
+    msg = str(exc)
+    if "size mismatch for " in msg:
+        line = msg.split("size mismatch for ", 1)[1].splitlines()[0].strip()
+        return InputError(f"the weights do not fit {name!r}: {line}", path=pretrained, field="clip_pretrained")
+    if "Failed to download" in msg or "Internet connection" in msg or "cannot find the requested files" in msg:
+        return InputError(
+            f"the {name!r} weights {pretrained!r} are not in the local cache and cannot be downloaded from here "
+            "(offline, or HF_HUB_OFFLINE=1). Download them on a machine with network access (e.g. "
+            f"`python -c \"import open_clip; open_clip.create_model('{name}', pretrained='{pretrained}')\"`, then "
+            "copy the Hugging Face cache) or set `clip_pretrained:` to a local weight file", field="clip_pretrained")
+    return exc
 
 
 # ------------------------------------------------------------------------------------ attention

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "PIXEL_MEAN",
     "PIXEL_STD",
+    "PAPER_CONFIGS",
     "TINY_CONFIGS",
     "BackendUnavailableError",
     "Detectron2MaskGenerator",
@@ -57,6 +58,7 @@ __all__ = [
     "Mask2FormerGenerator",
     "OracleMaskGenerator",
     "build_mask_generator",
+    "check_architecture",
     "list_tiny_configs",
     "oracle_classifier_logits",
     "preprocess_images",
@@ -155,18 +157,140 @@ TINY_CONFIGS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _swinb_in21k_coco_panoptic(*, num_labels: int = 133, num_queries: int = 100):
+    """The Swin-B (IN21k, 384) COCO-panoptic Mask2Former of SMART-SwinB, i.e. the architecture of the hub
+    checkpoint ``facebook/mask2former-swin-base-IN21k-coco-panoptic`` (converted from Mask2Former's
+    ``maskformer2_swin_base_IN21k_384_bs16_50ep/model_final_54b88a.pkl``), built offline. Sources:
+
+    * backbone, Mask2Former ``configs/coco/panoptic-segmentation/swin/maskformer2_swin_base_IN21k_384_bs16_50ep.yaml``:
+      EMBED_DIM 128, DEPTHS [2, 2, 18, 2], NUM_HEADS [4, 8, 16, 32], WINDOW_SIZE 12, APE False,
+      DROP_PATH_RATE 0.3, PATCH_NORM True, PRETRAIN_IMG_SIZE 384 (MLP ratio 4, qkv bias: Mask2Former's defaults);
+    * head, ``maskformer2_R50_bs16_50ep.yaml`` (its base): 133 classes, CONVS_DIM = MASK_DIM = HIDDEN_DIM 256,
+      6 deformable encoder layers (FFN 1024, hard-coded in ``MSDeformAttnPixelDecoder.from_config``),
+      100 queries, 8 heads, DIM_FEEDFORWARD 2048, DEC_LAYERS 10, PRE_NORM False, ENFORCE_INPUT_PROJ False,
+      COMMON_STRIDE 4, TRAIN_NUM_POINTS 12544, oversample 3.0, importance 0.75, loss weights 2 / 5 / 5, no-object 0.1.
+
+    :func:`check_architecture` compares a loaded checkpoint's config with this one.
+    """
+    sw = _swin(image_size=384, patch_size=4, num_channels=3, embed_dim=128, depths=[2, 2, 18, 2],
+               num_heads=[4, 8, 16, 32], window_size=12, mlp_ratio=4.0, qkv_bias=True, hidden_dropout_prob=0.0,
+               attention_probs_dropout_prob=0.0, drop_path_rate=0.3, hidden_act="gelu",
+               use_absolute_embeddings=False, layer_norm_eps=1e-5)
+    return _m2f(sw, num_labels=num_labels, num_queries=num_queries, feature_size=256, mask_feature_size=256,
+                hidden_dim=256, encoder_feedforward_dim=1024, encoder_layers=6, decoder_layers=10,
+                num_attention_heads=8, dim_feedforward=2048, dropout=0.0, pre_norm=False,
+                enforce_input_projection=False, common_stride=4, feature_strides=[4, 8, 16, 32],
+                ignore_value=255, no_object_weight=0.1, class_weight=2.0, mask_weight=5.0, dice_weight=5.0,
+                train_num_points=12544, oversample_ratio=3.0, importance_sample_ratio=0.75)
+
+
+def _r50_coco_panoptic(*, num_labels: int = 133, num_queries: int = 100):
+    """The R50 COCO-panoptic Mask2Former of SMART-R50 (converted from the detectron2 model zoo by
+    ``python -m smart convert-generator``; see :mod:`smart.model.convert_d2`)."""
+    from smart.model.convert_d2 import r50_coco_panoptic_config
+
+    return r50_coco_panoptic_config(num_labels=num_labels, num_queries=num_queries)
+
+
+# The paper's generators, built offline from the hyperparameters of their released checkpoints.
+PAPER_CONFIGS: dict[str, Callable[..., Any]] = {
+    "swinb-in21k-coco-panoptic": _swinb_in21k_coco_panoptic,
+    "r50-coco-panoptic": _r50_coco_panoptic,
+}
+# Architecture fields compared by check_architecture (a different value changes the network).
+_ARCH_FIELDS = ("feature_size", "mask_feature_size", "hidden_dim", "encoder_feedforward_dim", "encoder_layers",
+                "decoder_layers", "num_attention_heads", "dim_feedforward", "pre_norm", "enforce_input_projection",
+                "common_stride", "num_queries", "num_labels")
+_BACKBONE_FIELDS = ("model_type", "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "qkv_bias",
+                    "use_absolute_embeddings", "hidden_sizes", "embedding_size", "layer_type",
+                    "downsample_in_first_stage", "downsample_in_bottleneck")
+
+
+def check_architecture(config: Any, name: str) -> list[str]:
+    """Differences ``field: loaded != shipped`` between a transformers ``Mask2FormerConfig`` (e.g. of a
+    downloaded checkpoint) and the shipped :data:`PAPER_CONFIGS` entry ``name``; empty when they agree."""
+    ref = PAPER_CONFIGS[name]()
+    out = []
+    for f in _ARCH_FIELDS:
+        a, b = getattr(config, f, None), getattr(ref, f, None)
+        if a != b:
+            out.append(f"{f}: {a!r} != {b!r}")
+    for f in _BACKBONE_FIELDS:
+        a, b = getattr(config.backbone_config, f, None), getattr(ref.backbone_config, f, None)
+        if isinstance(a, tuple) or isinstance(b, tuple):
+            a, b = list(a) if a is not None else a, list(b) if b is not None else b
+        if a != b:
+            out.append(f"backbone_config.{f}: {a!r} != {b!r}")
+    return out
+
+
 def list_tiny_configs() -> list[str]:
     return sorted(TINY_CONFIGS)
 
 
 def tiny_mask2former_config(name: str, *, num_labels: int = 10, num_queries: int | None = None):
-    """A transformers ``Mask2FormerConfig`` from :data:`TINY_CONFIGS` (random init, no hub access)."""
+    """A transformers ``Mask2FormerConfig`` from :data:`TINY_CONFIGS` or :data:`PAPER_CONFIGS` (random
+    init, no hub access). ``num_labels`` applies to the tiny configs; the paper's have COCO's 133."""
+    if name in PAPER_CONFIGS:
+        return PAPER_CONFIGS[name](**({} if num_queries is None else {"num_queries": num_queries}))
     if name not in TINY_CONFIGS:
-        raise KeyError(f"unknown tiny mask-generator config {name!r}; known: {list_tiny_configs()}")
+        raise KeyError(f"unknown mask-generator config {name!r}; known: {sorted(TINY_CONFIGS) + sorted(PAPER_CONFIGS)}")
     kw = {"num_labels": num_labels}
     if num_queries is not None:
         kw["num_queries"] = num_queries
     return TINY_CONFIGS[name](**kw)
+
+
+# Hub checkpoints whose architecture is shipped in PAPER_CONFIGS (checked when they are loaded).
+HUB_ARCHITECTURES = {"facebook/mask2former-swin-base-IN21k-coco-panoptic": "swinb-in21k-coco-panoptic"}
+
+
+def load_hf_weights(model_cls: Any, name_or_path: str | Path) -> nn.Module:
+    """``model_cls.from_pretrained(name_or_path)`` with clear errors: a hub name that is neither cached
+    nor reachable says how to get the weights; weights whose shapes do not fit the checkpoint's config
+    name the first mismatched key and both shapes."""
+    from smart.errors import InputError
+
+    local = Path(name_or_path).exists()
+    try:
+        with _quiet_transformers():
+            return model_cls.from_pretrained(str(name_or_path))
+    except OSError as exc:
+        if local:
+            raise InputError(f"cannot load the checkpoint: {exc}", path=name_or_path) from None
+        raise InputError(
+            f"mask generator {str(name_or_path)!r} is neither a local directory nor in the local Hugging Face "
+            "cache, and the hub cannot be reached (offline, or HF_HUB_OFFLINE=1). Download the weights on a "
+            f"machine with network access (`hf download {name_or_path}`, then copy the cache or the folder) or "
+            "set `pretrained:` to a local directory holding config.json and model.safetensors",
+            field="pretrained") from None
+    except RuntimeError:  # e.g. weights whose shapes do not fit config.json
+        mismatch = _first_shape_mismatch(model_cls, Path(name_or_path)) if local else None
+        if mismatch is None:
+            raise
+        key, found, expected = mismatch
+        raise InputError(f"the weights do not fit config.json: {key} is {found} in the weights file and "
+                         f"{expected} in the model built from config.json", path=name_or_path) from None
+
+
+def _first_shape_mismatch(model_cls: Any, directory: Path) -> tuple[str, tuple, tuple] | None:
+    """(key, shape in the safetensors file, shape of the model built from config.json) of the first
+    weight whose shape differs, in file order; None when none does (or the files cannot tell)."""
+    from safetensors import safe_open
+
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        return None
+    config = model_cls.config_class.from_pretrained(str(directory))
+    with torch.device("meta"), _quiet_transformers():
+        expected = {k: tuple(v.shape) for k, v in model_cls(config).state_dict().items()}
+    for f in files:
+        with safe_open(str(f), framework="pt") as st:
+            for k in st.keys():
+                shape = tuple(st.get_slice(k).get_shape())
+                if k in expected and expected[k] != shape:
+                    return k, shape, expected[k]
+    return None
 
 
 def _quiet_transformers():
@@ -377,7 +501,7 @@ class Mask2FormerGenerator(_GeneratorBase):
         from transformers import Mask2FormerForUniversalSegmentation
 
         with _quiet_transformers():
-            if cfg.name in TINY_CONFIGS:
+            if cfg.name in TINY_CONFIGS or cfg.name in PAPER_CONFIGS:
                 hf_cfg = tiny_mask2former_config(cfg.name, num_labels=cfg.num_labels, num_queries=cfg.num_queries)
             else:  # the architecture of a released model, randomly initialised
                 from transformers import Mask2FormerConfig
@@ -394,8 +518,13 @@ class Mask2FormerGenerator(_GeneratorBase):
         are restored, then ``overrides`` (constructor keywords) are applied."""
         from transformers import Mask2FormerForUniversalSegmentation
 
-        with _quiet_transformers():
-            model = Mask2FormerForUniversalSegmentation.from_pretrained(str(name_or_path))
+        model = load_hf_weights(Mask2FormerForUniversalSegmentation, name_or_path)
+        arch = HUB_ARCHITECTURES.get(str(name_or_path))
+        if arch is not None:
+            diff = check_architecture(model.config, arch)
+            if diff:
+                log.warning("%s: config differs from the shipped %r architecture (%s): the pipeline's offline "
+                            "builds of this generator would not match it", name_or_path, arch, "; ".join(diff))
         settings: dict = {}
         path = Path(name_or_path)
         if path.is_dir() and (path / CONFIG_FILE).is_file():
