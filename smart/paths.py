@@ -98,6 +98,14 @@ def generator_source(params: dict, generator: str) -> str:
     return str(g["pretrained"])
 
 
+def generator_files(params: dict, generator: str) -> list[str]:
+    """What caching with a generator (its cache name) needs besides the data: the mini generator's
+    files, or the paper generator's converted directory when the DAG converts it."""
+    if profile(params) == "mini":
+        return mini_generator_files(generator)
+    return converted_generator_files(params, generator_source(params, generator))
+
+
 def cell_uses_store(params: dict, cell: str) -> bool:
     """Whether a trained cell reads cached proposals (False: its generator runs on the fly, tuned)."""
     from smart.config import model_config
@@ -276,13 +284,34 @@ def report_inputs(params: dict, what: str) -> list[str]:
 
 
 def generator_inputs(params: dict, cell: str) -> list[str]:
-    """The pretrained generator a cell's on-the-fly proposals need (mini profile: built in the DAG)."""
-    if profile(params) != "mini":
-        return []
+    """The pretrained generator a cell's on-the-fly proposals need (mini profile: built in the DAG; paper
+    profile: a generator converted from a detectron2 checkpoint in the DAG)."""
     from smart.config import train_config
 
-    gcfg = train_config(params, cell, profile="mini").generator_config
-    return mini_generator_files(gcfg["name"]) if gcfg.get("pretrained") else []
+    gcfg = train_config(params, cell, profile=profile(params)).generator_config
+    if not gcfg.get("pretrained"):
+        return []
+    if profile(params) == "mini":
+        return mini_generator_files(gcfg["name"])
+    return converted_generator_files(params, str(gcfg["pretrained"]))
+
+
+# Operational cache of vocabulary text embeddings shared by the DAG's jobs (keyed by model, weights,
+# vocabulary and templates; see smart.model.text.TextEmbeddingCache).
+TEXT_CACHE = "data/text_cache"
+
+
+def converted_generators(params: dict) -> dict[str, str]:
+    """Paper profile: ``{converted directory: detectron2 checkpoint}`` of the generators that the DAG
+    converts (params.yaml ``convert_generators``; ``python -m smart convert-generator``)."""
+    if profile(params) == "mini":
+        return {}
+    return {str(k): str(v) for k, v in (params.get("convert_generators") or {}).items()}
+
+
+def converted_generator_files(params: dict, directory: str) -> list[str]:
+    """The completion marker of a converted generator directory (written last), if the DAG converts it."""
+    return [f"{directory}/smart_mask_generator.json"] if directory in converted_generators(params) else []
 
 
 def benchmark_inputs(params: dict, cell: str) -> list[str]:

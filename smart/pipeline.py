@@ -39,6 +39,11 @@ def stage_name(stage: str, item: str | None = None) -> str:
     return stage if item is None else f"{stage}-{item.replace('+', '_plus')}"
 
 
+def _converted_dirs(files: list[str]) -> list[str]:
+    """The generator directories (DVC outputs) that hold these generator files."""
+    return list(dict.fromkeys(str(Path(f).parent) for f in files))
+
+
 def build_dvc(params: dict) -> dict:
     stages: dict[str, dict] = {}
     mini = P.profile(params) == "mini"
@@ -52,7 +57,13 @@ def build_dvc(params: dict) -> dict:
     else:
         for unit in sorted(set(P.PAPER_UNIT.values())):
             stamp = P.paper_stamp(params, unit)
-            stages[stage_name("prepare", unit)] = _stage([stamp], deps=["smart/data/prepare"], outs=[{stamp: {"cache": False}}])
+            stages[stage_name("prepare", unit)] = _stage([stamp], deps=["smart/data/prepare"], params=["data"],
+                                                         outs=[{stamp: {"cache": False}}])
+        for out_dir, checkpoint in P.converted_generators(params).items():
+            marker = P.converted_generator_files(params, out_dir)[0]
+            stages[stage_name("convert_generator", Path(out_dir).name)] = _stage(
+                [marker], deps=[checkpoint, "smart/model/convert_d2.py"], params=["convert_generators"],
+                outs=[out_dir])
     if mini:
         clip_dir = P.mini_clip_dir(params)
         stages[stage_name("pretrain_clip")] = _stage(
@@ -72,7 +83,7 @@ def build_dvc(params: dict) -> dict:
         store = P.proposals_dir(gen, ds)
         name = stage_name("cache_proposals", f"{gen}-{ds}")
         if name not in stages:
-            gen_dep = [P.mini_generator_dir(gen)] if mini else []
+            gen_dep = [P.mini_generator_dir(gen)] if mini else _converted_dirs(P.generator_files(params, gen))
             stages[name] = _stage([P.proposals_manifest(gen, ds)],
                                   deps=P.dataset_ready(params, ds) + gen_dep + ["smart/data/proposals.py"],
                                   params=[f"proposals.{prof}"], outs=[store])
@@ -85,8 +96,7 @@ def build_dvc(params: dict) -> dict:
             src = [add_cache(P.cell_generator(params, cell), "coco_train")]
         else:
             src = P.dataset_ready(params, "coco_train")
-            if mini:
-                src += [P.mini_generator_dir(P.cell_generator(params, cell))]
+            src += _converted_dirs(P.generator_inputs(params, cell))
         for seed in P.seeds(params, cell):
             o = P.train_outputs(cell, seed)
             stages[stage_name("train", f"{cell}-s{seed}")] = _stage(
@@ -123,7 +133,7 @@ def build_dvc(params: dict) -> dict:
             params=["report.table2", f"proposals.{prof}"], outs=[{P.benchmark_file(bcell): {"cache": False}}])
     rcell = rep["table4"]["cell"]
     if rcell in P.cells(params):
-        gen_dep = [P.mini_generator_dir(P.cell_generator(params, rcell))] if mini else []
+        gen_dep = _converted_dirs(P.generator_inputs(params, rcell))
         ready = sorted({f for d in rep["table4"]["datasets"] for f in P.dataset_ready(params, d)})
         for seed in P.seeds(params, rcell):
             m, d = P.refer_metrics(rcell, seed), P.refer_detail(rcell, seed)

@@ -16,6 +16,7 @@ The mask generator itself lives in ``smart.model.mask_generator`` (it reads
 from __future__ import annotations
 
 import logging
+import os
 from collections import OrderedDict
 from contextlib import nullcontext
 from typing import Any
@@ -38,6 +39,7 @@ from smart.model.text import (
     cache_key,
     encode_vocabulary,
     normalise_vocabulary,
+    truncated_text_encoder,
     weights_identity,
 )
 
@@ -104,13 +106,21 @@ class SmartModel(nn.Module):
     def templates(self) -> tuple[str, ...]:
         return VILD_TEMPLATES if self.config.class_names == "openseg" else PLAIN_TEMPLATES
 
+    @property
+    def _encode_text(self):
+        """CLIP's text encoder over the tokens up to the batch's last end-of-text only (same embeddings,
+        far less work; :func:`smart.model.text.truncated_text_encoder`), else ``clip.encode_text``."""
+        return truncated_text_encoder(self.clip) or self.clip.encode_text
+
     def text_cache_key(self, vocabulary: list[list[str]]) -> str:
         """Cache key of a vocabulary: (model name, text-weights identity, vocabulary, templates)."""
         if self._weights_id is None:  # computed once; reset by load_state_dict
             clip = self.clip
             visual_ids = {id(p) for p in clip.visual.parameters()}
             text_params = [p for p in clip.parameters() if id(p) not in visual_ids]
-            self._weights_id = weights_identity(self.config.clip_pretrained, text_params)
+            # a tuned text tower is identified by its values, never by the name of its pretrained weights
+            pretrained = None if self.config.tune_text_encoder else self.config.clip_pretrained
+            self._weights_id = weights_identity(pretrained, text_params)
         return cache_key(model_name=self.config.clip_model, weights=self._weights_id, vocabulary=vocabulary,
                          templates=self.templates, tgt_mode=self.config.tgt_mode)
 
@@ -134,7 +144,7 @@ class SmartModel(nn.Module):
         device = self.pixel_mean.device
         grad = self.config.tune_text_encoder and self.training and torch.is_grad_enabled()
         if grad:
-            return encode_vocabulary(self.clip.encode_text, self.tokenizer, vocab, templates=self.templates,
+            return encode_vocabulary(self._encode_text, self.tokenizer, vocab, templates=self.templates,
                                      tgt_mode=self.config.tgt_mode, device=device)
         key = self.text_cache_key(vocab)
         if key in self._text_memo:
@@ -142,7 +152,7 @@ class SmartModel(nn.Module):
         emb = self.text_cache.load(key) if self.text_cache is not None else None
         if emb is None:
             with torch.no_grad():
-                emb = encode_vocabulary(self.clip.encode_text, self.tokenizer, vocab, templates=self.templates,
+                emb = encode_vocabulary(self._encode_text, self.tokenizer, vocab, templates=self.templates,
                                         tgt_mode=self.config.tgt_mode, device=device, key=key)
             if self.text_cache is not None and not self.config.tune_text_encoder:
                 self.text_cache.save(emb, meta={"clip_model": self.config.clip_model, "num_classes": len(vocab)})
@@ -231,12 +241,15 @@ def build_model(cfg: SmartModelConfig | dict, *, device: str | torch.device | No
     Args:
         cfg: a :class:`SmartModelConfig` (or a mapping for :meth:`SmartModelConfig.from_dict`).
         device: where to build; ``"meta"`` builds shapes only (parameter counts, no memory, no weights).
-        text_cache_dir: optional on-disk cache of vocabulary embeddings.
+        text_cache_dir: optional on-disk cache of vocabulary embeddings (default: the ``SMART_TEXT_CACHE``
+            environment variable, which the DAG sets so that its jobs encode each vocabulary once).
     """
     import open_clip
 
     if isinstance(cfg, dict):
         cfg = SmartModelConfig.from_dict(cfg)
+    if text_cache_dir is None:
+        text_cache_dir = os.environ.get("SMART_TEXT_CACHE") or None
     device = torch.device(device) if device is not None else None
     meta = device is not None and device.type == "meta"
     pretrained = None if meta else cfg.clip_pretrained

@@ -20,9 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -141,6 +142,36 @@ class TextEmbeddingCache:
                     "classes": emb.classes.cpu(), "meta": meta or {}}, tmp)
         tmp.replace(p)
         return p
+
+
+def truncated_text_encoder(clip: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``clip.encode_text`` computed on the first L tokens only, L = the last end-of-text position + 1 of
+    the batch, for open_clip ``CLIP`` models with a causal text mask and end-of-text (argmax) pooling.
+
+    There the pooled feature of a prompt depends on its first L tokens alone (token i attends to tokens
+    ≤ i), so dropping the padding after the longest prompt gives the same embedding for ~77 / L times
+    less work (a class name is 3–10 tokens of a 77-token context). Returns None for text towers of
+    another kind (their own ``encode_text`` is used).
+    """
+    needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "attn_mask")
+    if (not all(hasattr(clip, a) for a in needed) or getattr(clip, "text_pool_type", None) != "argmax"
+            or getattr(clip, "cls_emb", None) is not None or clip.attn_mask is None):
+        return None
+
+    def encode(ids: torch.Tensor) -> torch.Tensor:
+        L = int(ids.argmax(dim=-1).max()) + 1  # EOT has the largest token id
+        ids = ids[:, :L]
+        cast = clip.transformer.get_cast_dtype()
+        x = clip.token_embedding(ids).to(cast) + clip.positional_embedding[:L].to(cast)  # (n, L, D)
+        x = clip.transformer(x, attn_mask=clip.attn_mask[:L, :L])  # (n, L, D), causal
+        x = clip.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)]  # (n, D) at each EOT
+        proj = clip.text_projection
+        if proj is None:
+            return x
+        return proj(x) if isinstance(proj, nn.Linear) else x @ proj  # (n, E)
+
+    return encode
 
 
 def encode_vocabulary(encode_text, tokenizer, vocabulary: Sequence[Sequence[str]], *,

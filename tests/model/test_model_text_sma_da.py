@@ -76,6 +76,42 @@ def test_model_text_cache(tmp_path):
     assert plain.encode_text(VOCAB).synonyms.shape[0] == 4  # raw first names only
 
 
+@pytest.mark.parametrize("preset", ["tiny-test", "tiny-test-eva"])
+def test_truncated_text_encoder_equals_encode_text(preset):
+    """Dropping the padding after the batch's last end-of-text keeps every prompt's embedding (causal
+    mask, EOT pooling); towers of another kind keep their own encode_text."""
+    from smart.model.text import truncated_text_encoder
+
+    torch.manual_seed(0)
+    model = build_model(get_preset(preset))
+    clip = model.clip
+    ids = model.tokenizer(["cat", "a photo of a small kitty.", "sky with many clouds over the green grass"])
+    enc = truncated_text_encoder(clip)
+    if preset == "tiny-test-eva":  # the timm (EVA) tower's CLIP keeps its own encode_text
+        assert enc is None or torch.allclose(enc(ids), clip.encode_text(ids), atol=1e-5)
+        return
+    with torch.no_grad():
+        full, short = clip.encode_text(ids), enc(ids)
+    assert short.shape == full.shape
+    torch.testing.assert_close(short, full, atol=1e-5, rtol=1e-5)
+    assert truncated_text_encoder(torch.nn.Linear(2, 2)) is None
+
+
+def test_tuned_text_tower_is_not_read_from_the_cache_of_its_pretrained_weights():
+    """A tuned text encoder is identified by its values, so a cached embedding of the untuned weights
+    (same weight file / tag) is never served for it."""
+    torch.manual_seed(0)
+    frozen = build_model(get_preset("tiny-test"))
+    tuned = build_model(get_preset("tiny-test").replace(tune_text_encoder=True))
+    tuned.load_state_dict(frozen.state_dict())  # same values: only the identity rule differs
+    for m in (frozen, tuned):  # as if both were loaded from the same pretrained weights
+        m.config = m.config.replace(clip_pretrained="some-tag")
+        m._weights_id = None
+    assert "tag:some-tag" in frozen.text_cache_key(VOCAB) or frozen._weights_id == "tag:some-tag"
+    assert tuned._weights_id is None and tuned.text_cache_key(VOCAB) != frozen.text_cache_key(VOCAB)
+    assert tuned._weights_id.startswith("random:")
+
+
 def test_model_accepts_a_builtin_vocabulary():
     model = build_model(get_preset("tiny-test"))
     vocab = builtin_vocab("pascal_voc_21")

@@ -1,4 +1,5 @@
 # Shared helpers: the path map and the checks of params.yaml that every rule relies on.
+import os
 import re
 from pathlib import Path
 
@@ -14,6 +15,8 @@ if PROFILE == "mini":
 for _c in P.cells(config):  # every cell resolves (an invalid one stops here, naming its key)
     cell_spec(config, _c, source="params.yaml")
 check_report(config, source="params.yaml")
+# Every job encodes a vocabulary once for the whole DAG (an exact cache; see smart.model.text).
+os.environ.setdefault("SMART_TEXT_CACHE", P.TEXT_CACHE)
 
 # Snakemake's code trigger sees only rule bodies, not the smart package: the world generator's
 # sources are declared as inputs so that a change to them regenerates the world.

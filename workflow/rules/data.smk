@@ -35,13 +35,15 @@ rule prepare_dataset:
         config["data"]["paper_root"] + "/.prepared/{unit}.json",
     params:
         root=config["data"]["paper_root"],
+        flags=("--download" if config["data"]["download"] else "")
+        + ("" if config["data"]["count_check"] else " --skip-count-check"),
     log:
         "logs/prepare/{unit}.log",
     benchmark:
         "benchmarks/prepare/{unit}.tsv"
     threads: 8
     shell:
-        "python -m smart prepare {wildcards.unit} --root {params.root} --download --workers {threads}"
+        "python -m smart prepare {wildcards.unit} --root {params.root} {params.flags} --workers {threads}"
         " > {log} 2>&1"
 
 

@@ -1,11 +1,26 @@
-# Proposal caching (the frozen generator run once per image), SMART training of every (cell, seed),
-# and evaluation of every (cell, seed) on the cell's benchmarks.
+# Generator conversion (paper profile), proposal caching (the frozen generator run once per image),
+# SMART training of every (cell, seed), and evaluation of every (cell, seed) on the cell's benchmarks.
+
+
+rule convert_generator:
+    input:
+        lambda wc: P.converted_generators(config)[wc.converted],
+    output:
+        "{converted}/smart_mask_generator.json",
+    wildcard_constraints:
+        converted="|".join(re.escape(d) for d in P.converted_generators(config)) or "(?!)",
+    log:
+        "logs/convert_generator/{converted}.log",
+    benchmark:
+        "benchmarks/convert_generator/{converted}.tsv"
+    shell:
+        "python -m smart convert-generator {input} {wildcards.converted} > {log} 2>&1"
 
 
 rule cache_proposals:
     input:
         lambda wc: P.dataset_ready(config, wc.dataset),
-        lambda wc: P.mini_generator_files(wc.generator) if PROFILE == "mini" else [],
+        lambda wc: P.generator_files(config, wc.generator),
     output:
         P.proposals_manifest("{generator}", "{dataset}"),
     params:
