@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "eval-cell": "smart.eval.cli_cell",
     "benchmark": "smart.eval.cli_benchmark",
     "eval-refer": "smart.eval.cli_refer",
+    "paper-smoke": "smart.smoke",
+    "convert-generator": "smart.model.cli_convert",
 }
 
 
