@@ -126,19 +126,37 @@ def create_clip(name: str, *, pretrained: str | None = None, device: str | torch
     try:
         with ctx:
             return open_clip.create_model(name, pretrained=pretrained, device=device)
-    except RuntimeError as exc:
+    except (RuntimeError, AssertionError) as exc:
         raise _clip_load_error(exc, name, pretrained) from None
 
 
-def _clip_load_error(exc: RuntimeError, name: str, pretrained: str | None) -> Exception:
+def _first_clip_mismatch(name: str, weights: Path) -> str | None:
+    """``key: shape in the file vs shape in the model`` of the first weight of a local file that does
+    not fit the open_clip model ``name`` (built on the meta device), or None."""
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a torch state dict: open_clip's own error stands
+        return None
+    state = state.get("state_dict", state) if isinstance(state, dict) else {}
+    expected = {k: tuple(v.shape) for k, v in create_clip(name, device="meta").state_dict().items()}
+    for k, v in state.items():
+        k = k[len("module."):] if k.startswith("module.") else k
+        if k in expected and hasattr(v, "shape") and tuple(v.shape) != expected[k]:
+            return f"{k} is {tuple(v.shape)} in the file and {expected[k]} in the model"
+    missing = [k for k in expected if k not in state]
+    return f"{missing[0]} is missing from the file" if missing else None
+
+
+def _clip_load_error(exc: Exception, name: str, pretrained: str | None) -> Exception:
     """One clear error for the two ways loading CLIP weights fails: weights that cannot be downloaded
-    (offline), and a weight file whose shapes do not fit the model (first mismatched key, both shapes)."""
+    (offline), and a weight file that does not fit the model (its first mismatched key, both shapes)."""
     from smart.errors import InputError
 
     msg = str(exc)
-    if "size mismatch for " in msg:
-        line = msg.split("size mismatch for ", 1)[1].splitlines()[0].strip()
-        return InputError(f"the weights do not fit {name!r}: {line}", path=pretrained, field="clip_pretrained")
+    if pretrained and Path(pretrained).is_file():
+        found = _first_clip_mismatch(name, Path(pretrained))
+        if found:
+            return InputError(f"the weights do not fit {name!r}: {found}", path=pretrained, field="clip_pretrained")
     if "Failed to download" in msg or "Internet connection" in msg or "cannot find the requested files" in msg:
         return InputError(
             f"the {name!r} weights {pretrained!r} are not in the local cache and cannot be downloaded from here "

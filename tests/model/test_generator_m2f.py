@@ -18,6 +18,7 @@ from smart.model.mask_generator import (
     resize_shortest_edge_size,
     scores_from_class_logits,
     select_top_k,
+    tiny_mask2former_config,
 )
 
 
@@ -199,3 +200,68 @@ def test_oracle_generator_needs_enough_queries():
     _, _, _, target = _gt_case()
     with pytest.raises(ValueError, match="queries"):
         OracleMaskGenerator(num_queries=2)([target])
+
+
+# ------------------------------------------------------------------ the paper's architectures, loading errors
+def test_paper_swinb_architecture_is_the_released_one():
+    """The shipped Swin-B (IN21k, 384) config builds offline (~107 M parameters, 100 queries, 133
+    classes) and check_architecture names a field that differs."""
+    from smart.model.mask_generator import PAPER_CONFIGS, check_architecture, tiny_mask2former_config
+
+    cfg = tiny_mask2former_config("swinb-in21k-coco-panoptic")
+    assert (cfg.num_queries, cfg.num_labels, cfg.decoder_layers, cfg.hidden_dim) == (100, 133, 10, 256)
+    assert list(cfg.backbone_config.depths) == [2, 2, 18, 2] and cfg.backbone_config.window_size == 12
+    assert check_architecture(cfg, "swinb-in21k-coco-panoptic") == []
+    cfg.decoder_layers = 9
+    cfg.backbone_config.embed_dim = 96
+    diff = check_architecture(cfg, "swinb-in21k-coco-panoptic")
+    assert "decoder_layers: 9 != 10" in diff and "backbone_config.embed_dim: 96 != 128" in diff
+    from transformers import Mask2FormerForUniversalSegmentation
+
+    with torch.device("meta"):
+        model = Mask2FormerForUniversalSegmentation(PAPER_CONFIGS["swinb-in21k-coco-panoptic"]())
+    assert 106e6 < sum(p.numel() for p in model.parameters()) < 108e6
+
+
+def test_hub_name_without_network_says_how_to_get_the_weights(monkeypatch):
+    from smart.errors import InputError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError) as e:
+        Mask2FormerGenerator.from_pretrained("facebook/mask2former-swin-base-IN21k-coco-panoptic-not-cached")
+    assert "hf download" in str(e.value) and "local directory" in str(e.value)
+
+
+def test_weights_that_do_not_fit_name_the_first_key_and_both_shapes(tmp_path):
+    import json
+
+    from transformers import Mask2FormerForUniversalSegmentation
+
+    from smart.errors import InputError
+
+    torch.manual_seed(0)
+    gen = Mask2FormerGenerator(model=Mask2FormerForUniversalSegmentation(tiny_mask2former_config("tiny")),
+                               resize=False)
+    gen.save_pretrained(tmp_path / "g")
+    cfg = json.loads((tmp_path / "g/config.json").read_text())
+    cfg["hidden_dim"] = 32
+    (tmp_path / "g/config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError) as e:
+        Mask2FormerGenerator.from_pretrained(tmp_path / "g")
+    msg = str(e.value)
+    assert "class_predictor.weight is (11, 64) in the weights file and (11, 32)" in msg and str(tmp_path / "g") in msg
+
+
+def test_clip_weight_file_that_does_not_fit_and_offline_tag(tmp_path, monkeypatch):
+    from smart.errors import InputError
+    from smart.model.clip_classifier import create_clip
+
+    torch.save(create_clip("smart-tiny-vit").state_dict(), tmp_path / "tiny.pt")
+    with pytest.raises(InputError) as e:
+        create_clip("ViT-B-16-quickgelu", pretrained=str(tmp_path / "tiny.pt"))
+    assert "in the file and" in str(e.value) and e.value.field == "clip_pretrained"
+    assert str(tmp_path / "tiny.pt") in str(e.value)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError) as e:
+        create_clip("ViT-B-16-quickgelu", pretrained="openai")
+    assert "cannot be downloaded" in str(e.value) and "clip_pretrained" in str(e.value)

@@ -246,6 +246,12 @@ MV_RAW = [
 ]
 
 
+def _bbox(mask: np.ndarray) -> list[int]:
+    """COCO [x, y, w, h] of a boolean mask."""
+    ys, xs = np.nonzero(mask)
+    return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+
+
 def build_mapillary(root: Path, *, scale: int = 1) -> Path:
     val = root / "mapillary_vistas" / "validation"
     images, anns = [], []
@@ -257,7 +263,8 @@ def build_mapillary(root: Path, *, scale: int = 1) -> Path:
         write_png(val / "panoptic" / f"{stem}.png", ids_to_rgb(ids))
         images.append({"id": stem, "file_name": f"{stem}.jpg", "width": w, "height": h})
         anns.append({"image_id": stem, "file_name": f"{stem}.png",
-                     "segments_info": [{"id": s, "category_id": c, "iscrowd": 0} for s, c in segs]})
+                     "segments_info": [{"id": s, "category_id": c, "iscrowd": 0, "area": int((ids == s).sum()),
+                                        "bbox": _bbox(ids == s)} for s, c in segs]})
     cats = [{"id": i, "name": f"class {i}", "isthing": 0, "supercategory": "x"} for i in range(1, 66)]
     write_json(val / "panoptic" / "panoptic_2018.json",
                {"images": images, "annotations": anns, "categories": cats})

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The prepared GPU check of the paper configuration (one GPU, well under 8 minutes; see gpu_paper.py):
+# ~20 training iterations at 896 px with bf16 + activation checkpointing, then batch-1 inference end to
+# end, with random weights. Writes one JSON that names the GPU.
+#   bash benchmarks/gpu_paper.sh [RESULT.json] [gpu_paper.py options...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+json=${1:-${OUT:-build}/gpu_paper.json}
+shift || true
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+python3 benchmarks/gpu_paper.py --out "${TMPDIR:-/tmp}/smart-gpu-paper" --json "$json" "$@"
