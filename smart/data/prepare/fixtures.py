@@ -259,7 +259,10 @@ def build_mapillary(root: Path, *, scale: int = 1) -> Path:
         ids = _up(ids, scale)
         h, w = ids.shape
         write_jpg(val / "images" / f"{stem}.jpg", h, w, texture=scale > 1)
-        write_png(val / "labels" / f"{stem}.png", np.full((h, w), 65))
+        labels = np.full((h, w), 65)  # v1.2 label PNGs: class index 0..64, 65 = unlabelled
+        for sid, cid in segs:
+            labels[ids == sid] = cid - 1
+        write_png(val / "labels" / f"{stem}.png", labels)
         write_png(val / "panoptic" / f"{stem}.png", ids_to_rgb(ids))
         images.append({"id": stem, "file_name": f"{stem}.jpg", "width": w, "height": h})
         anns.append({"image_id": stem, "file_name": f"{stem}.png",
