@@ -98,6 +98,16 @@ def generator_source(params: dict, generator: str) -> str:
     return str(g["pretrained"])
 
 
+def cache_generator_arg(params: dict, generator: str) -> str:
+    """What ``cache-proposals --generator`` gets for a cache name: the mini generator's directory, or the
+    paper generator's key in ``train_defaults.paper.generators`` (any backend training accepts)."""
+    if profile(params) == "mini":
+        return mini_generator_dir(generator)
+    generator_source(params, generator)  # fails early, naming the generator, without pretrained weights
+    gens = params["train_defaults"][profile(params)]["generators"]
+    return generator if generator in gens else next(k for k, v in gens.items() if v.get("name") == generator)
+
+
 def generator_files(params: dict, generator: str) -> list[str]:
     """What caching with a generator (its cache name) needs besides the data: the mini generator's
     files, or the paper generator's converted directory when the DAG converts it."""

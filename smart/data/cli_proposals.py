@@ -5,8 +5,10 @@ Example::
     python -m smart cache-proposals coco_train --generator mini-swinb --root data/mini \\
         --out data/proposals/mini-swinb/coco_train
 
-``--generator`` is a checkpoint directory, a name under ``--models-dir`` (``data/models/<name>``, the
-pretrained mini generators) or a Hugging Face hub name present in the local cache. K, shard size,
+``--generator`` is a key of the params file's ``train_defaults.<profile>.generators`` (any backend that
+training accepts: ``hf``, or ``detectron2`` with its model-zoo ``.pkl`` and YAML config), a checkpoint
+directory, a name under ``--models-dir`` (``data/models/<name>``, the pretrained mini generators) or a
+Hugging Face hub name present in the local cache. K, shard size,
 encoding and the test-time size of the dataset come from the ``proposals.<profile>`` entry of the params
 file. An interrupted run continues where it
 stopped; ``manifest.json`` is written last. See :mod:`smart.data.proposals` for the format.
@@ -15,6 +17,7 @@ stopped; ``manifest.json`` is written last. See :mod:`smart.data.proposals` for 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "cache the top-K mask proposals of a frozen mask generator for a dataset split (sharded, compact)"
 
@@ -45,7 +48,8 @@ def run(args) -> int:
         resolve_generator,
     )
     from smart.data.registry import Dataset
-    from smart.model.mask_generator import Mask2FormerGenerator
+    from smart.errors import ConfigError
+    from smart.model.mask_generator import Mask2FormerGenerator, build_mask_generator
 
     params = load_params(args.params)
     profile = args.profile or params.get("profile", "mini")
@@ -54,9 +58,22 @@ def run(args) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     ds = Dataset.open(args.dataset, profile=profile, root=args.root)
-    gdir = resolve_generator(args.generator, models_dir=args.models_dir)
-    ident = generator_identity(gdir)
-    gen = Mask2FormerGenerator.from_pretrained(gdir, tune=False, top_k=None, score_mode=cfg.score_mode)
+    entry = ((params.get("train_defaults") or {}).get(profile) or {}).get("generators", {}).get(args.generator)
+    if entry is not None and not Path(args.generator).is_dir():  # a generator of the params file, by key
+        if not entry.get("pretrained"):
+            raise ConfigError("a cache needs pretrained weights", path=args.params,
+                              field=f"train_defaults.{profile}.generators.{args.generator}.pretrained")
+        if entry.get("backend", "hf") == "hf":
+            source = resolve_generator(entry["pretrained"], models_dir=args.models_dir)
+            gen = Mask2FormerGenerator.from_pretrained(source, tune=False, top_k=None, score_mode=cfg.score_mode)
+        else:
+            source = Path(entry["pretrained"])
+            gen = build_mask_generator({**entry, "tune_mask_generator": False, "top_k": None,
+                                        "score_mode": cfg.score_mode})
+    else:
+        source = resolve_generator(args.generator, models_dir=args.models_dir)
+        gen = Mask2FormerGenerator.from_pretrained(source, tune=False, top_k=None, score_mode=cfg.score_mode)
+    ident = generator_identity(source)
     gen.to(args.device)
     man = cache_proposals(gen, ds, args.out, cfg, generator_id=ident, dataset_alias=args.dataset,
                           batch_size=args.batch_size, overwrite=args.overwrite, limit=args.limit)

@@ -362,9 +362,10 @@ def resolve_generator(dir_or_name: str | Path, *, models_dir: str | Path = "data
 
 
 def generator_identity(directory: str | Path) -> dict:
-    """``{"path", "weights_file", "sha256", "bytes"}`` of a checkpoint directory (hash of its weights file)."""
+    """``{"path", "weights_file", "sha256", "bytes"}`` of a checkpoint directory (hash of its weights file),
+    or of a checkpoint file itself (a detectron2 ``.pkl``)."""
     directory = Path(directory)
-    wf = _weights_file(directory)
+    wf = directory if directory.is_file() else _weights_file(directory)
     if wf is None:
         raise InputError(f"no weights file ({' | '.join(WEIGHT_FILES)}) in the generator directory", path=directory)
     h = hashlib.sha256()

@@ -659,6 +659,10 @@ class Detectron2MaskGenerator(_GeneratorBase):
                    size_divisibility=cfg.size_divisibility, top_k=cfg.top_k, score_mode=cfg.score_mode,
                    tune=cfg.tune_mask_generator, amp=cfg.amp)
 
+    @property
+    def num_queries(self) -> int:  # pragma: no cover - needs detectron2
+        return int(self.model.sem_seg_head.predictor.num_queries)
+
     def forward(self, pixel_values: Tensor, *, top_k: int | None = None) -> dict[str, Tensor]:  # pragma: no cover
         amp = self.amp and pixel_values.is_cuda
         with torch.set_grad_enabled(self.tune and torch.is_grad_enabled()), \

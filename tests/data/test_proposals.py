@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from smart.cli import main
 from smart.config import load_params, proposals_params
@@ -392,6 +393,24 @@ def test_cli_caches_a_split(gen_dir, mini_root, tmp_path, capsys):
         assert main(["cache-proposals", "ade150", "--generator", str(tmp_path / "nope"), "--root", str(mini_root),
                      "--params", str(REPO / "params.yaml"), "--out", str(out)]) == 2
         assert "--generator" in capsys.readouterr().err
+        # a generator of the params file, by its key (as the paper profile's DAG names them)
+        params = load_params(REPO / "params.yaml")
+        params["train_defaults"]["paper"]["generators"]["swinb"]["pretrained"] = str(gen_dir)
+        params["proposals"]["paper"].update(top_k=3, logit_stride=1, test_sizes={"default": [64, 96]})
+        (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+        out2 = tmp_path / "by_key"
+        assert main(["cache-proposals", "ade150", "--generator", "swinb", "--profile", "paper", "--root",
+                     str(mini_root), "--params", str(tmp_path / "p.yaml"), "--out", str(out2), "--limit", "2",
+                     "--threads", "1"]) == 0
+        man = json.loads((out2 / "manifest.json").read_text())
+        assert man["top_k"] == 3 and man["generator_settings"]["resize"] is True
+        assert man["generator_settings"]["min_size"] == 64
+        assert man["generator_sha256"] == json.loads((out / "manifest.json").read_text())["generator_sha256"]
+        params["train_defaults"]["paper"]["generators"]["swinb"]["pretrained"] = None
+        (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+        assert main(["cache-proposals", "ade150", "--generator", "swinb", "--profile", "paper", "--root",
+                     str(mini_root), "--params", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "x")]) == 2
+        assert "generators.swinb.pretrained" in capsys.readouterr().err
     finally:
         for h in list(root.handlers):
             root.removeHandler(h)

@@ -28,7 +28,7 @@ rule cache_proposals:
         profile=PROFILE,
         root=ROOT,
         out=lambda wc: P.proposals_dir(wc.generator, wc.dataset),
-        gen=lambda wc: P.generator_source(config, wc.generator),
+        gen=lambda wc: P.cache_generator_arg(config, wc.generator),
     log:
         "logs/proposals/{generator}/{dataset}.log",
     benchmark:
