@@ -43,7 +43,7 @@ PAPER = {"fps": 2.63, "memory_gb": 10.2, "gpu_hours": 45.0, "iterations": 25000,
 def _params(out: Path, args) -> None:
     """The smoke run's params at the paper's sizes (or the sizes given)."""
     p = yaml.safe_load((out / "params.yaml").read_text())
-    p["model"]["paper"].update(image_size=args.image_size, class_names="openseg")
+    p["model"]["paper"].update(image_size=args.image_size, class_names=args.class_names)
     p["train_defaults"]["paper"].update(iterations=args.iterations, batch_size=args.batch, crop_size=args.crop,
                                         bf16=True, grad_checkpointing=True, log_period=1,
                                         checkpoint_period=10 ** 6, num_workers=args.workers)
@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3, help="untimed inference images first")
     ap.add_argument("--scale", type=int, default=64, help="enlargement of the raw fixtures")
     ap.add_argument("--workers", type=int, default=4, help="data-loader workers")
+    ap.add_argument("--class-names", default="openseg", choices=("openseg", "plain"),
+                    help="openseg: synonyms x 14 templates (paper); plain: one prompt per class")
     args = ap.parse_args(argv)
 
     import torch
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"clip_model": "ViT-L-14-336-quickgelu", "generator": "Swin-B IN21k 384 (random weights)",
                      "image_size": args.image_size, "test_size": list(args.test_size), "crop": args.crop,
                      "batch_per_step": args.batch, "bf16": True, "activation_checkpointing": True,
-                     "class_names": "synonyms x 14 templates", "iterations": args.iterations,
+                     "class_names": args.class_names, "iterations": args.iterations,
                      "median_of_iterations_after": args.skip},
         "train": {"step_seconds_median": round(step, 4), "step_seconds_all": [round(s, 4) for s in steps],
                   "images_per_s": round(args.batch / step, 3), "max_mem_mb": summary.get("max_mem_mb"),
