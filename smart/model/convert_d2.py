@@ -609,7 +609,8 @@ def convert_d2_checkpoint(pkl_path: str | Path, out_dir: str | Path, *, num_labe
     gen = Mask2FormerGenerator(
         model=model, pixel_mean=_pixel_stats(state, "pixel_mean", p["pixel_mean"], pkl_path),
         pixel_std=_pixel_stats(state, "pixel_std", p["pixel_std"], pkl_path), resize=True,
-        min_size=p["min_size_test"], max_size=p["max_size_test"], size_divisibility=p["size_divisibility"])
+        min_size=p["min_size_test"], max_size=p["max_size_test"], size_divisibility=p["size_divisibility"],
+        frozen_batchnorm=True)  # detectron2's R50 uses FrozenBN: a tuned converted generator keeps it fixed
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))

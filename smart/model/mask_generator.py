@@ -422,8 +422,14 @@ class _GeneratorBase(nn.Module):
     mode while frozen. Subclasses set ``model``, ``tune``, ``pixel_mean``/``pixel_std``, ``resize``,
     ``min_size``, ``max_size`` and ``size_divisibility``."""
 
+    frozen_batchnorm = False  # detectron2's FrozenBN: BatchNorm statistics and affine stay fixed when tuned
+
     def train(self, mode: bool = True):
         super().train(mode and self.tune)  # a frozen generator stays in eval mode
+        if self.frozen_batchnorm:
+            for m in self.model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         return self
 
     TEST_TIME_KEYS = ("resize", "min_size", "max_size", "top_k", "score_mode")
@@ -453,7 +459,8 @@ class Mask2FormerGenerator(_GeneratorBase):
     def __init__(self, *, model: nn.Module, pixel_mean: Sequence[float] = PIXEL_MEAN,
                  pixel_std: Sequence[float] = PIXEL_STD, resize: bool = True, min_size: int = 800,
                  max_size: int = 1333, size_divisibility: int = 32, top_k: int | None = None,
-                 score_mode: str = "objectness", tune: bool = False, amp: bool = True):
+                 score_mode: str = "objectness", tune: bool = False, amp: bool = True,
+                 frozen_batchnorm: bool = False):
         """
         Args:
             model: a transformers ``Mask2FormerForUniversalSegmentation``.
@@ -464,6 +471,8 @@ class Mask2FormerGenerator(_GeneratorBase):
             score_mode: ``objectness`` (1 − p(no-object)) or ``max_class``.
             tune: False = frozen (requires_grad False, always eval, no_grad); True = trainable.
             amp: bf16 autocast on CUDA.
+            frozen_batchnorm: keep every BatchNorm fixed (statistics and affine) even when tuned, as
+                detectron2's FrozenBN does in the model-zoo R50 (set for generators converted from it).
         """
         super().__init__()
         if score_mode not in ("objectness", "max_class"):
@@ -479,16 +488,24 @@ class Mask2FormerGenerator(_GeneratorBase):
         self.score_mode = score_mode
         self.amp = amp
         self.tune = bool(tune)
+        self.frozen_batchnorm = bool(frozen_batchnorm)
         self.model.requires_grad_(self.tune)
+        if self.frozen_batchnorm:
+            for m in self.model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.requires_grad_(False)
         if not self.tune:
             self.eval()
 
     # -- construction -----------------------------------------------------------------------------
     def _settings(self) -> dict:
-        return {"pixel_mean": list(self.pixel_mean), "pixel_std": list(self.pixel_std), "resize": self.resize,
-                "min_size": self.min_size, "max_size": self.max_size,
-                "size_divisibility": self.size_divisibility, "top_k": self.top_k,
-                "score_mode": self.score_mode, "amp": self.amp}
+        out = {"pixel_mean": list(self.pixel_mean), "pixel_std": list(self.pixel_std), "resize": self.resize,
+               "min_size": self.min_size, "max_size": self.max_size,
+               "size_divisibility": self.size_divisibility, "top_k": self.top_k,
+               "score_mode": self.score_mode, "amp": self.amp}
+        if self.frozen_batchnorm:  # written only when set (generators converted from detectron2)
+            out["frozen_batchnorm"] = True
+        return out
 
     @classmethod
     def from_config(cls, cfg: GeneratorConfig) -> Mask2FormerGenerator:

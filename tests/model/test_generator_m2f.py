@@ -265,3 +265,24 @@ def test_clip_weight_file_that_does_not_fit_and_offline_tag(tmp_path, monkeypatc
     with pytest.raises(InputError) as e:
         create_clip("ViT-B-16-quickgelu", pretrained="openai")
     assert "cannot be downloaded" in str(e.value) and "clip_pretrained" in str(e.value)
+
+
+def test_frozen_batchnorm_stays_fixed_when_the_generator_is_tuned(tmp_path):
+    """A generator converted from detectron2 (FrozenBN) keeps BatchNorm statistics and affine fixed when
+    tuned; the setting survives save / load. Without it BatchNorm trains (the mini generators)."""
+    from transformers import Mask2FormerForUniversalSegmentation
+
+    torch.manual_seed(0)
+    model = Mask2FormerForUniversalSegmentation(tiny_mask2former_config("mini-r50"))
+    Mask2FormerGenerator(model=model, resize=False, frozen_batchnorm=True).save_pretrained(tmp_path / "g")
+    for frozen in (True, False):
+        overrides = {} if frozen else {"frozen_batchnorm": False}  # True comes from the saved settings
+        gen = Mask2FormerGenerator.from_pretrained(tmp_path / "g", tune=True, **overrides)
+        assert gen.frozen_batchnorm is frozen
+        gen.train()
+        bns = [m for m in gen.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert bns and all(m.training is not frozen for m in bns)
+        assert all(p.requires_grad is not frozen for m in bns for p in m.parameters())
+        before = bns[0].running_mean.clone()
+        gen(gen.preprocess([torch.rand(3, 64, 64) * 255])["pixel_values"])["mask_logits"].sum().backward()
+        assert torch.equal(bns[0].running_mean, before) is frozen
