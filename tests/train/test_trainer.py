@@ -213,7 +213,8 @@ def test_train_config_from_params():
     t1 = train_config(params, "smart_swinb", profile="paper")
     assert t1.iterations == 25000 and t1.milestones() == [22222, 24074]
     assert train_config(params, "smart_swinb", profile="mini").iterations == mini.iterations  # paper-only override
-    assert train_config(params, "smart_r50", profile="paper").generator_config["backend"] == "detectron2"
+    r50 = train_config(params, "smart_r50", profile="paper").generator_config  # converted from detectron2
+    assert r50["backend"] == "hf" and r50["pretrained"] in params["convert_generators"]
     # cell overrides merge and bad keys are named
     p = copy.deepcopy(params)
     p["cells"]["fig6_it100"] = {"train": {"iterations": 100, "fraction": 0.5, "criterion": {"eos_coef": 0.2}}}

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import smart.paths as P
 from smart.config import cell_spec, check_report, section
+from smart.data.prepare import REQUIRES as PREPARE_REQUIRES
 
 PROFILE = P.profile(config)
 if PROFILE not in ("mini", "paper"):

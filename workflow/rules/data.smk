@@ -31,6 +31,8 @@ use rule mini_world as mini_world_captions with:
 
 
 rule prepare_dataset:
+    input:
+        lambda wc: [P.paper_stamp(config, u) for u in PREPARE_REQUIRES.get(wc.unit, ())],
     output:
         config["data"]["paper_root"] + "/.prepared/{unit}.json",
     params:

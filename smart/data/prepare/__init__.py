@@ -40,3 +40,10 @@ ALL_ORDER = (
     "ade20k_847",
     "mapillary_vistas",
 )
+
+# What a dataset's preparation reads from another's (the DAG orders the prepare jobs by it): PC-459
+# reuses PC-59's image copy; RefCOCO+ shares RefCOCO's COCO train2014 download (one writer at a time).
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "pascal_ctx_459": ("pascal_ctx_59",),
+    "refcoco+": ("refcoco",),
+}
