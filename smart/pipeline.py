@@ -95,7 +95,7 @@ def build_dvc(params: dict) -> dict:
     prof = P.profile(params)
     for cell in P.trained_cells(params):
         if P.cell_uses_store(params, cell):
-            src = [add_cache(P.cell_generator(params, cell), "coco_train")]
+            src = P.dataset_ready(params, "coco_train") + [add_cache(P.cell_generator(params, cell), "coco_train")]
         else:
             src = P.dataset_ready(params, "coco_train")
             src += _converted_dirs(P.generator_inputs(params, cell))
@@ -114,6 +114,7 @@ def build_dvc(params: dict) -> dict:
             deps_common = [add_cache(P.cell_generator(params, src_cell), d) for d in spec.datasets]
         elif spec.oracle != "generator":
             fly = [f"proposals.{prof}"]  # its generator runs on the fly with the test-time settings
+            deps_common = _converted_dirs(P.generator_inputs(params, src_cell))  # its pretrained files
         ready = sorted({f for d in spec.datasets for f in P.dataset_ready(params, d)})
         for seed in spec.seeds:
             files = [P.metrics_file(cell, seed, d) for d in spec.datasets]

@@ -35,6 +35,29 @@ def test_dvc_yaml_is_up_to_date():
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.parametrize("profile", ["mini", "paper"])
+def test_dvc_deps_cover_snakemake_inputs(profile):
+    """Every file a Snakemake training or evaluation job reads is a DVC dependency of its stage (or lies
+    in a directory that is), so DVC reruns the stage when it changes."""
+    from smart.pipeline import stage_name
+
+    params = load_params(REPO / "params.yaml")
+    params["profile"] = profile
+    stages = build_dvc(params)["stages"]
+
+    def missing(files, deps):
+        return [f for f in files if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
+
+    for cell in P.cells(params):
+        for seed in P.seeds(params, cell):
+            deps = stages[stage_name("eval", f"{cell}-s{seed}")]["deps"]
+            assert not missing(P.eval_inputs(params, cell, seed), deps), cell
+    for cell in P.trained_cells(params):
+        for seed in P.seeds(params, cell):
+            deps = stages[stage_name("train", f"{cell}-s{seed}")]["deps"]
+            assert not missing(P.train_inputs(params, cell), deps), cell
+
+
 def test_dvc_outs_are_snakemake_targets():
     params = load_params(REPO / "params.yaml")
     outs = dvc_outs(build_dvc(params))
