@@ -72,7 +72,8 @@ def check_schema(value: Any, schema: Any, *, key: str, source: str | Path | None
             raise ConfigError(f"expected a non-negative integer, got {value}", path=source, field=key)
         return
     if not isinstance(value, schema):
-        names = " or ".join("null" if t is type(None) else t.__name__ for t in (schema if isinstance(schema, tuple) else (schema,)))
+        types = schema if isinstance(schema, tuple) else (schema,)
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
         raise ConfigError(f"expected {names}, got {value!r}", path=source, field=key)
 
 

@@ -33,7 +33,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -218,9 +217,3 @@ def run(args) -> int:
           f"{info['setup_seconds']['total']:.0f} s); tables in {out / 'results'}")
     return 0
 
-
-def summary(out: str | Path) -> dict[str, Any]:
-    """The flat metrics of a finished smoke run (``results/metrics/<cell>/s<seed>/<dataset>.json``)."""
-    out = Path(out)
-    return {str(f.relative_to(out / "results/metrics")): json.loads(f.read_text())
-            for f in sorted((out / "results/metrics").rglob("*.json"))}
