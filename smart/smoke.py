@@ -62,7 +62,7 @@ def reductions(*, image_size: int, iterations: int, test_size: list[int], scale:
     return {
         "weights": "random (nothing downloaded); every architecture is the paper's",
         "data": f"a few images per benchmark in the real layouts, the prepare tests' raw fixtures x{scale}",
-        "clip_input": f"{image_size} px instead of 896 (positional embeddings resized as at 896)",
+        "clip_input": f"{image_size} px instead of 896 (positional embeddings resized to it, as to 896)",
         "generator_test_size": f"shortest side {test_size[0]} / max {test_size[1]} instead of 800 / 1333 "
                                f"(Mapillary x1.25 of it instead of 1024 / 2560)",
         "training": f"{iterations} iterations at batch 1, LSJ crop 256, instead of 25k / 10k at batch 16, crop 1024",
