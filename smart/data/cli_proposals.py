@@ -59,19 +59,19 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     ds = Dataset.open(args.dataset, profile=profile, root=args.root)
     entry = ((params.get("train_defaults") or {}).get(profile) or {}).get("generators", {}).get(args.generator)
+    d2 = False
     if entry is not None and not Path(args.generator).is_dir():  # a generator of the params file, by key
         if not entry.get("pretrained"):
             raise ConfigError("a cache needs pretrained weights", path=args.params,
                               field=f"train_defaults.{profile}.generators.{args.generator}.pretrained")
-        if entry.get("backend", "hf") == "hf":
-            source = resolve_generator(entry["pretrained"], models_dir=args.models_dir)
-            gen = Mask2FormerGenerator.from_pretrained(source, tune=False, top_k=None, score_mode=cfg.score_mode)
-        else:
-            source = Path(entry["pretrained"])
-            gen = build_mask_generator({**entry, "tune_mask_generator": False, "top_k": None,
-                                        "score_mode": cfg.score_mode})
+        d2 = entry.get("backend", "hf") != "hf"
+        source = Path(entry["pretrained"]) if d2 else resolve_generator(entry["pretrained"],
+                                                                          models_dir=args.models_dir)
     else:
         source = resolve_generator(args.generator, models_dir=args.models_dir)
+    if d2:
+        gen = build_mask_generator({**entry, "tune_mask_generator": False, "top_k": None, "score_mode": cfg.score_mode})
+    else:
         gen = Mask2FormerGenerator.from_pretrained(source, tune=False, top_k=None, score_mode=cfg.score_mode)
     ident = generator_identity(source)
     gen.to(args.device)

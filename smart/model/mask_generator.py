@@ -424,12 +424,14 @@ class _GeneratorBase(nn.Module):
 
     frozen_batchnorm = False  # detectron2's FrozenBN: BatchNorm statistics and affine stay fixed when tuned
 
+    def _batchnorms(self) -> list[nn.Module]:
+        return [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
     def train(self, mode: bool = True):
         super().train(mode and self.tune)  # a frozen generator stays in eval mode
         if self.frozen_batchnorm:
-            for m in self.model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+            for m in self._batchnorms():
+                m.eval()
         return self
 
     TEST_TIME_KEYS = ("resize", "min_size", "max_size", "top_k", "score_mode")
@@ -491,9 +493,8 @@ class Mask2FormerGenerator(_GeneratorBase):
         self.frozen_batchnorm = bool(frozen_batchnorm)
         self.model.requires_grad_(self.tune)
         if self.frozen_batchnorm:
-            for m in self.model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.requires_grad_(False)
+            for m in self._batchnorms():
+                m.requires_grad_(False)
         if not self.tune:
             self.eval()
 
