@@ -1,5 +1,5 @@
 # SMART reproduction pipeline — the only Snakemake entry point.
-# Rules are wiring only: every job runs `python -m smart <verb>`; paths come from smart/paths.py.
+# Every rule is a stage of smart/dag.py, built from params.yaml through smart.experiment.Experiment.
 from snakemake.utils import min_version
 
 min_version("9.19")
@@ -9,13 +9,9 @@ configfile: "params.yaml"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/pretrain.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        P.all_targets(config),
+        [f for _s in STAGES for f in _s.outputs],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -441,9 +442,23 @@ def proposals_params(params: dict, *, profile: str | None = None, source: str | 
                           path=source, field=f"proposals.{profile}")
     reject_unknown(props, PROFILES, key="proposals", source=source)
     entry = props[profile]
-    check_schema(entry, PROPOSALS_SCHEMA, key=f"proposals.{profile}", source=source)
-    check_test_sizes(entry["test_sizes"], key=f"proposals.{profile}.test_sizes", source=source)
+    check_proposals_entry(entry, key=f"proposals.{profile}", source=source)
     return entry
+
+
+def check_proposals_entry(entry: Any, *, key: str, source: str | Path | None = None) -> None:
+    """One ``proposals.<profile>`` entry: every key present, no unknown key, types and ranges."""
+    check_schema(dict(entry) if isinstance(entry, Mapping) else entry, PROPOSALS_SCHEMA, key=key, source=source)
+    for k in ("top_k", "shard_size", "logit_stride"):
+        if entry[k] < 1:
+            raise ConfigError(f"expected a positive integer, got {entry[k]!r}", path=source, field=f"{key}.{k}")
+    if not 0 < entry["logit_clamp"] < 1e4:
+        raise ConfigError(f"expected a positive number, got {entry['logit_clamp']!r}", path=source,
+                          field=f"{key}.logit_clamp")
+    if entry["score_mode"] not in ("objectness", "max_class"):
+        raise ConfigError(f"unknown score_mode {entry['score_mode']!r} (objectness | max_class)", path=source,
+                          field=f"{key}.score_mode")
+    check_test_sizes(entry["test_sizes"], key=f"{key}.test_sizes", source=source)
 
 
 def mini_generator_params(params: dict, name: str, *, source: str | Path | None = None) -> dict:
@@ -548,14 +563,6 @@ def cell_spec(params: dict, cell: str, *, source: str | Path | None = None) -> C
         raise ConfigError("an oracle cell evaluates another cell's models: set model_from", path=source,
                           field=f"cells.{cell}.model_from")
     return CellSpec(cell, seeds, datasets, oracle, model_from)
-
-
-def eval_settings(params: dict, *, oracle: str = "none", source: str | Path | None = None):
-    """params.yaml ``eval`` → :class:`smart.eval.cell.EvalSettings`."""
-    from smart.eval.cell import EvalSettings
-
-    ev = section(params, "eval", source=source)
-    return EvalSettings(**ev, oracle=oracle)
 
 
 # params.yaml ``report``: which cells fill which table rows / figure bars (smart.report).

@@ -4,8 +4,9 @@ import copy
 
 import pytest
 
-from smart.config import cell_names, cell_spec, check_report, eval_settings, load_params, train_config
+from smart.config import cell_names, cell_spec, check_report, load_params, train_config
 from smart.errors import ConfigError
+from smart.eval.cell import eval_settings
 
 PARAMS = load_params("params.yaml")
 

@@ -14,6 +14,8 @@ import yaml
 
 import smart.paths as P
 from smart.config import load_params
+from smart.dag import cell_metrics
+from smart.experiment import Experiment
 from smart.smoke import EVAL_DATASETS, smoke_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,11 +29,12 @@ def test_smoke_params_are_the_paper_profile_with_declared_reductions():
     assert p["proposals"]["paper"]["test_sizes"] == {"default": [256, 384], "mapillary": [320, 480]}
     gens = p["train_defaults"]["paper"]["generators"]
     assert gens["r50"]["pretrained"] in p["convert_generators"]  # R50 converted inside the DAG
+    exp = Experiment.from_params(p)
     for cell in ("smart_swinb", "smart_r50", "frozen"):
-        assert list(P.eval_datasets(p, cell)) == EVAL_DATASETS
+        assert list(exp.cell(cell).datasets) == EVAL_DATASETS
     kinds = set()
-    for cell in P.cells(p):
-        kinds.add("store" if P.cell_uses_store(p, cell) else "on the fly")
+    for cell in exp.cells.values():
+        kinds.add("store" if cell.uses_store else "on the fly")
     assert kinds == {"store", "on the fly"}
 
 
@@ -44,12 +47,12 @@ def test_paper_profile_smoke_run(tmp_path):
     r = subprocess.run([sys.executable, "-m", "smart", "paper-smoke", "--out", str(out), "--cores", "2"],
                        capture_output=True, text=True, env=env, timeout=1500)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    params = load_params(out / "params.yaml")
+    exp = Experiment.load(out / "params.yaml")
     for name in P.TABLES + P.FIGURES:
         for f in P.report_outputs(name):
             assert (out / f).is_file(), f
-    for cell in P.cells(params):
-        for f in P.cell_metrics(params, cell):
+    for cell in exp.cells:
+        for f in cell_metrics(exp, cell):
             m = json.loads((out / f).read_text())
             assert m, f  # flat metrics of every benchmark
     for gen in ("swinb", "r50"):

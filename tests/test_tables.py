@@ -32,11 +32,15 @@ def test_table1_has_paper_rows_seeds_and_deltas(tmp_path):
     for seed, pq in zip((0, 1, 2), (29.0, 30.0, 31.0)):
         _write(m, "smart_swinb", seed, "ade150", PQ=pq, mIoU=35.0)
     _write(m, "frozen", 0, "ade150", PQ=10.0, mIoU=None)
-    df = build_table1(params=params, metrics_dir=m, profile="mini")
+    df = build_table1(params=params, metrics_dir=m, profile="paper")
     ours = df[df["source"] == "reproduced"].set_index("method")
     row = ours.loc["SMART-SwinB (ours: smart_swinb)"]
     assert row["ade150_PQ"] == 30.0 and row["ade150_PQ_std"] == 1.0 and row["seeds"] == 3
     assert row["delta_ade150_PQ"] == 1.9 and row["delta_ade150_mIoU"] == -1.8
+    mini = build_table1(params=params, metrics_dir=m, profile="mini")  # like with like: no delta vs the paper
+    mini_row = mini[mini["source"] == "reproduced"].set_index("method").loc["SMART-SwinB (ours: smart_swinb)"]
+    assert mini_row["ade150_PQ"] == 30.0 and all(pd.isna(mini_row.get(c)) for c in mini.columns
+                                                 if c.startswith("delta_"))
     assert pd.isna(row["coco_PQ"])
     frozen = ours.loc["Frozen baseline (ours: frozen)"]
     assert frozen["ade150_PQ"] == 10.0 and pd.isna(frozen["ade150_PQ_std"]) and frozen["seeds"] == 1
@@ -58,7 +62,9 @@ def test_table3_rows_follow_params_and_skip_paper_only_cells(tmp_path):
     df = build_table3("table3f", params=params, metrics_dir=m, profile="mini")
     assert list(df["VLM backbone"]) == ["ViT-B-16", "ViT-L-14-336", "EVA01-g-14-plus"]
     r = df.set_index("cell").loc["smart"]
-    assert r["PQ"] == 21.0 and r["paper_PQ"] == 27.5 and r["delta_PQ"] == -6.5 and r["mIoU"] == 26.0
+    assert r["PQ"] == 21.0 and r["paper_PQ"] == 27.5 and pd.isna(r["delta_PQ"]) and r["mIoU"] == 26.0
+    paper = build_table3("table3f", params=params, metrics_dir=m, profile="paper").set_index("cell")
+    assert paper.loc["smart", "delta_PQ"] == -6.5
     assert pd.isna(df.set_index("cell").loc["table3f_vitb16", "PQ"])  # paper-only: not run in mini
     d = build_table3("table3d", params=params, metrics_dir=m, profile="mini")
     assert list(d["cell"]) == ["frozen", "table3d_sma", "smart"] and list(d["paper_PQ"]) == [9.6, 18.9, 27.5]

@@ -11,8 +11,10 @@ import pytest
 import yaml
 
 import smart.paths as P
-from smart.config import load_params, train_config
-from smart.pipeline import build_dvc, dvc_outs, render
+from smart.config import load_params
+from smart.dag import all_targets, cell_metrics, render_dvc
+from smart.experiment import Experiment
+from smart.pipeline import render
 
 REPO = Path(__file__).resolve().parents[1]
 MICRO_WORLD = {
@@ -35,90 +37,124 @@ def test_dvc_yaml_is_up_to_date():
     assert r.returncode == 0, r.stderr
 
 
+def _snakemake_rules(proj: Path, config: dict | None = None) -> dict:
+    """The rules of the Snakefile as Snakemake itself builds them (its Python API, no job run)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+
+    cwd = os.getcwd()
+    os.chdir(proj)
+    try:
+        with SnakemakeApi(OutputSettings()) as api:
+            wf = api.workflow(resource_settings=ResourceSettings(cores=1), config_settings=ConfigSettings(
+                config=config or {}), storage_settings=StorageSettings(), snakefile=proj / "Snakefile")
+            return {r.name: {"input": list(r.input), "output": list(r.output), "params": dict(r.params.values),
+                             "code": r.params.code, "shell": r.shellcmd}
+                    for r in wf._workflow.rules if r.name != "all"}
+    finally:
+        os.chdir(cwd)
+
+
+def _inside(path: str, dirs) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
+
+
 @pytest.mark.parametrize("profile", ["mini", "paper"])
-def test_dvc_deps_cover_snakemake_inputs(profile):
-    """Every file a Snakemake training or evaluation job reads is a DVC dependency of its stage (or lies
-    in a directory that is), so DVC reruns the stage when it changes."""
-    from smart.pipeline import stage_name
+def test_snakemake_and_dvc_run_the_same_stages(profile):
+    """Parity of the two engines, stage by stage: the same command, the same data inputs (a DVC directory
+    dependency holds the files Snakemake reads in it), the same outputs, the same params keys and values,
+    and the same code (DVC hashes the paths, Snakemake gets their content hash)."""
+    from smart.dag import code_digest
 
-    params = load_params(REPO / "params.yaml")
-    params["profile"] = profile
-    stages = build_dvc(params)["stages"]
+    exp = Experiment.load(REPO / "params.yaml")
+    if profile != exp.profile:
+        exp = exp.with_profile(profile)
+    dvc = render_dvc(exp)["stages"]
+    rules = _snakemake_rules(REPO, {"profile": profile})
+    assert len(rules) == len(dvc)
+    by_rule = {"".join(ch if ch.isalnum() else "_" for ch in name): name for name in dvc}
+    assert set(rules) == set(by_rule)
+    # the params file the jobs read: params.yaml, or the resolved copy holding the --config overrides
+    (params_file,) = {r["shell"].split("--params ")[1].split()[0] for r in rules.values() if "--params " in r["shell"]}
+    for rule, sm in rules.items():
+        st = dvc[by_rule[rule]]
+        where = f"{by_rule[rule]}: "
+        assert sm["shell"] == st["cmd"].replace("--params params.yaml", f"--params {params_file}") + " > {log} 2>&1"
+        code = [d for d in st["deps"] if d.startswith("smart/")]
+        data = [d for d in st["deps"] if not d.startswith("smart/")]
+        assert code, where + "no code dependency"
+        assert sm["code"] == code_digest(tuple(code)), where + "code"
+        assert all(_inside(f, data) for f in sm["input"]), where + f"inputs {sm['input']} vs deps {data}"
+        assert all(any(_inside(f, [d]) for f in sm["input"]) for d in data), where + f"deps {data} vs {sm['input']}"
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in st["outs"]]
+        assert all(_inside(f, outs) for f in sm["output"]), where + "outputs"
+        for o in outs:  # a DVC out is a Snakemake output, or a directory (holding Snakemake's files, or DVC-only)
+            assert o in sm["output"] or not Path(o).suffix, where + o
+        assert list(sm["params"]) == st.get("params", []), where + "params keys"
+        for key, value in sm["params"].items():
+            assert value == exp.get(key), where + key
 
-    def missing(files, deps):
-        return [f for f in files if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
 
-    for cell in P.cells(params):
-        for seed in P.seeds(params, cell):
-            deps = stages[stage_name("eval", f"{cell}-s{seed}")]["deps"]
-            assert not missing(P.eval_inputs(params, cell, seed), deps), cell
-    for cell in P.trained_cells(params):
-        for seed in P.seeds(params, cell):
-            deps = stages[stage_name("train", f"{cell}-s{seed}")]["deps"]
-            assert not missing(P.train_inputs(params, cell), deps), cell
-
-
-def test_dvc_outs_are_snakemake_targets():
-    params = load_params(REPO / "params.yaml")
-    outs = dvc_outs(build_dvc(params))
-    stamps_and_files = [o for o in outs if Path(o).suffix]  # the DVC-only directory outs have no suffix
-    targets = set(P.all_targets(params))
-    assert set(P.table1_inputs(params)) <= set(stamps_and_files)
-    # every DVC-declared result is a Snakemake target or a sibling output of one
-    siblings = set()
-    for name in P.TABLES + P.FIGURES:
-        siblings |= set(P.report_outputs(name))
-    for cell in P.trained_cells(params):
-        for seed in P.seeds(params, cell):
-            siblings |= set(P.train_outputs(cell, seed).values())
-    for cell in P.cells(params):
-        for seed in P.seeds(params, cell):
-            siblings |= {P.eval_detail(cell, seed, d) for d in P.eval_datasets(params, cell)}
-    rep = params["report"]
-    siblings |= {P.benchmark_file(rep["table2"]["cell"])}
-    for seed in P.seeds(params, rep["table4"]["cell"]):
-        siblings |= {P.refer_metrics(rep["table4"]["cell"], seed), P.refer_detail(rep["table4"]["cell"], seed)}
-    assert {o for o in stamps_and_files if o.startswith("results/")} <= targets | siblings
-    r = subprocess.run(["snakemake", "-n", "--cores", "1", *stamps_and_files], cwd=REPO,
-                       capture_output=True, text=True, env=_env())
-    assert r.returncode == 0, r.stdout + r.stderr
+def test_config_overrides_reach_the_jobs(tmp_path):
+    """`snakemake --config profile=paper`: the jobs read a resolved params file holding the override."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    shutil.copy(REPO / "Snakefile", proj / "Snakefile")
+    shutil.copytree(REPO / "workflow", proj / "workflow")
+    (proj / "smart").symlink_to(REPO / "smart")
+    shutil.copy(REPO / "params.yaml", proj / "params.yaml")
+    rules = _snakemake_rules(proj, {"profile": "paper"})
+    files = {r["shell"].split("--params ")[1].split()[0] for r in rules.values() if "--params " in r["shell"]}
+    assert len(files) == 1
+    (resolved,) = files
+    assert resolved.startswith(".smart/params-")
+    job_view = Experiment.load(proj / resolved)
+    assert job_view.profile == "paper" and "table3f_eva01g" in job_view.cells
+    assert _snakemake_rules(proj)["train_smart_s0"]["shell"].count("--params params.yaml") == 1
 
 
 def test_the_paper_profile_dag_builds(tmp_path):
     """profile: paper — the same rules resolve to the real datasets, the hub generators and every cell
-    (paper-only ones included); dvc.yaml generates for it too."""
-    r = subprocess.run(["snakemake", "-n", "--quiet", "rules", "--config", "profile=paper"], cwd=REPO,
+    (paper-only ones included); dvc.yaml renders for it too."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    for f in ("Snakefile", "params.yaml"):
+        shutil.copy(REPO / f, proj / f)
+    shutil.copytree(REPO / "workflow", proj / "workflow")
+    (proj / "smart").symlink_to(REPO / "smart")
+    for ckpt in load_params(REPO / "params.yaml")["convert_generators"].values():  # the user downloads it
+        (proj / ckpt).parent.mkdir(parents=True, exist_ok=True)
+        (proj / ckpt).write_bytes(b"")
+    r = subprocess.run(["snakemake", "-n", "--quiet", "rules", "--config", "profile=paper"], cwd=proj,
                        capture_output=True, text=True, env=_env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "prepare_dataset" in r.stdout and "eval_table3f_eva01g" in r.stdout and "pretrain_clip" not in r.stdout
-    params = load_params(REPO / "params.yaml")
-    params["profile"] = "paper"
-    dvc = build_dvc(params)
+    assert "prepare_coco" in r.stdout and "eval_table3f_eva01g_s0" in r.stdout and "pretrain_clip" not in r.stdout
+    dvc = render_dvc(Experiment.load(REPO / "params.yaml").with_profile("paper"))
     assert "train-table3f_vitb16-s0" in dvc["stages"] and "prepare-coco" in dvc["stages"]
     assert "cache_proposals-swinb-coco_train" in dvc["stages"]
 
 
 def test_every_table_and_figure_is_a_target():
-    params = load_params(REPO / "params.yaml")
-    targets = set(P.all_targets(params))
+    exp = Experiment.load(REPO / "params.yaml")
+    targets = set(all_targets(exp))
     for name in P.TABLES:
         assert P.table(name) in targets
     for name in P.FIGURES:
         assert P.figure_files(name)[0] in targets
-    stages = build_dvc(params)["stages"]
+    stages = render_dvc(exp)["stages"]
     for name in P.TABLES + P.FIGURES:
         assert name in stages
 
 
 def test_seeds_and_grid_of_the_mini_profile():
-    params = load_params(REPO / "params.yaml")
-    assert params["profile"] == "mini"
-    for cell in params["report"]["table1"]:
-        tc = train_config(params, cell, profile="mini")
-        assert tc.iterations == 0 or len(P.seeds(params, cell)) >= 3, cell  # a training-free cell runs once
-    for cell in set(params["report"]["table3"]["d_components"].values()):
-        tc = train_config(params, cell, profile="mini")
-        assert tc.iterations == 0 or len(P.seeds(params, cell)) >= 3, cell
+    exp = Experiment.load(REPO / "params.yaml")
+    assert exp.profile == "mini"
+    for cell in exp.report["table1"]:
+        c = exp.cell(cell)
+        assert c.train.iterations == 0 or len(c.seeds) >= 3, cell  # a training-free cell runs once
+    for cell in set(exp.report["table3"]["d_components"].values()):
+        c = exp.cell(cell)
+        assert c.train.iterations == 0 or len(c.seeds) >= 3, cell
 
 
 # ------------------------------------------------------------------------------------ micro profile
@@ -201,11 +237,12 @@ def test_micro_dag_through_snakemake_and_dvc(tmp_path):
     env = _env()
     _run(["snakemake", "--cores", "2"], proj, env)
     params = load_params(proj / "params.yaml")
+    exp = Experiment.from_params(params)
     for name in P.TABLES + P.FIGURES:
         for f in P.report_outputs(name):
             assert (proj / f).is_file(), f
-    for cell in P.cells(params):
-        for f in P.cell_metrics(params, cell):
+    for cell in exp.cells:
+        for f in cell_metrics(exp, cell):
             assert (proj / f).is_file(), f
     table1 = (proj / "results/table1.csv").read_text()
     assert "SMART-SwinB (ours: smart_swinb)" in table1

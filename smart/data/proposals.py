@@ -78,7 +78,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from smart.errors import ConfigError, DatasetError, InputError
+from smart.errors import DatasetError, InputError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -128,21 +128,12 @@ class ProposalCacheConfig:
     @classmethod
     def from_dict(cls, d: Mapping, *, source: str | Path | None = None,
                   key: str = "proposals") -> ProposalCacheConfig:
-        """From a ``proposals.<profile>`` entry (validated by :func:`smart.config.proposals_params` rules;
+        """From a ``proposals.<profile>`` entry (validated by :func:`smart.config.check_proposals_entry`;
         ``key`` is the params path named in errors)."""
-        from smart.config import PROPOSALS_SCHEMA, check_schema, check_test_sizes
+        from smart.config import check_proposals_entry
 
-        check_schema(dict(d) if isinstance(d, Mapping) else d, PROPOSALS_SCHEMA, key=key, source=source)
-        for k in ("top_k", "shard_size", "logit_stride"):
-            if d[k] < 1:
-                raise ConfigError(f"expected a positive integer, got {d[k]!r}", path=source, field=f"{key}.{k}")
+        check_proposals_entry(d, key=key, source=source)
         c = d["logit_clamp"]
-        if not 0 < c < 1e4:
-            raise ConfigError(f"expected a positive number, got {c!r}", path=source, field=f"{key}.logit_clamp")
-        if d["score_mode"] not in ("objectness", "max_class"):
-            raise ConfigError(f"unknown score_mode {d['score_mode']!r} (objectness | max_class)", path=source,
-                              field=f"{key}.score_mode")
-        check_test_sizes(d["test_sizes"], key=f"{key}.test_sizes", source=source)
         sizes = None if d["test_sizes"] is None else tuple((k, int(v[0]), int(v[1])) for k, v in d["test_sizes"].items())
         return cls(top_k=d["top_k"], shard_size=d["shard_size"], logit_clamp=float(c),
                    logit_stride=d["logit_stride"], score_mode=d["score_mode"], test_sizes=sizes)

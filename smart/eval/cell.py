@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from smart.data.sources import OnTheFlyProposals, generator_proposals, store_proposals  # noqa: F401 (re-exported)
 from smart.errors import ConfigError, InputError
 
 _log = logging.getLogger("smart.eval.cell")
@@ -56,6 +57,16 @@ class EvalSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def eval_settings(params: Any, *, oracle: str = "none", source: str | Path | None = None) -> EvalSettings:
+    """params.yaml ``eval`` (of an :class:`smart.experiment.Experiment` or a params mapping) →
+    :class:`EvalSettings`."""
+    from smart.config import section
+
+    ev = params.eval if hasattr(params, "eval") and not isinstance(params, dict) else section(
+        params, "eval", source=source)
+    return EvalSettings(**ev, oracle=oracle)
 
 
 def gt_targets(sample: dict, num_classes: int, ignore_label: int) -> dict[str, torch.Tensor]:
@@ -92,20 +103,6 @@ def _size_groups(sizes: Sequence[tuple[int, int]], batch_size: int) -> list[list
     return [[i for i, _ in g] for g in _group_consecutive(enumerate(sizes), lambda t: t[1], batch_size)]
 
 
-def _pad_stack(props: list[torch.Tensor], pad_logit: float) -> torch.Tensor:
-    """B × (K_b, h, w) → (B, K, h, w), missing proposals filled with ``pad_logit`` (empty masks)."""
-    K = max(p.shape[0] for p in props)
-    h, w = props[0].shape[-2:]
-    out = torch.full((len(props), K, h, w), float(pad_logit))  # (B, K, h, w)
-    for b, p in enumerate(props):
-        if tuple(p.shape[-2:]) != (h, w):
-            raise InputError(f"proposals of one batch differ in size: {tuple(p.shape[-2:])} vs {(h, w)}",
-                             field="proposals")
-        out[b, :p.shape[0]] = p
-    return out
-
-
-@torch.no_grad()
 def evaluate_model(model: torch.nn.Module, dataset: Any, *, settings: EvalSettings,
                    proposals: Callable[[list[dict], torch.Tensor], torch.Tensor] | None,
                    device: torch.device | str = "cpu", pad_logit: float = -20.0,
@@ -186,81 +183,6 @@ def evaluate_model(model: torch.nn.Module, dataset: Any, *, settings: EvalSettin
     return {"panoptic": pan.summary() if pan is not None else None,
             "semantic": sem.summary() if sem is not None else None,
             "num_images": n, "seconds": round(time.perf_counter() - t0, 2)}
-
-
-# ---------------------------------------------------------------------------------------- proposals
-def store_proposals(path: str | Path, *, pad_logit: float) -> Callable:
-    """Proposals read from a cache written by ``python -m smart cache-proposals``."""
-    from smart.data.proposals import ProposalStore
-    from smart.train.loop import StoreSource
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError("proposal store not found (run cache-proposals first)", path=path, field="--proposals")
-    source = StoreSource(ProposalStore.open(path), name=str(path))
-
-    def fn(samples: list[dict], images: torch.Tensor) -> torch.Tensor:
-        return _pad_stack([source.get(s["image_id"]) for s in samples], pad_logit)  # (B, K, h, w)
-
-    return fn
-
-
-class OnTheFlyProposals:
-    """Proposals of a mask generator run at evaluation (a cell that tuned its generator, the benchmark,
-    referring segmentation), made under the same test-time settings as the caches of the profile
-    (``proposals.<profile>``: test size of each dataset, top-k, score). Call :meth:`for_dataset` before
-    the images of a dataset; the object is then ``fn(samples, images) -> (B, Q, h, w)`` mask logits."""
-
-    def __init__(self, generator: torch.nn.Module, *, config: dict, test_time: Any):
-        """
-        Args:
-            generator: a built mask generator (frozen or with tuned weights loaded), on its device.
-            config: its generator config (recorded by :meth:`describe`).
-            test_time: a :class:`smart.data.proposals.ProposalCacheConfig` (``test_time(dataset)``).
-        """
-        from smart.train.loop import GeneratorSource
-
-        self.generator, self.test_time = generator, test_time
-        self.source = GeneratorSource(generator, config=config)
-        self.settings: dict = {}
-
-    def for_dataset(self, name: str) -> OnTheFlyProposals:
-        self.settings = self.test_time.test_time(name)
-        self.generator.set_test_time(self.settings)
-        return self
-
-    def __call__(self, samples: list[dict], images: torch.Tensor) -> torch.Tensor:
-        if not self.settings:
-            raise RuntimeError("OnTheFlyProposals.for_dataset(name) must be called before the first batch")
-        return self.source.propose(images).float()  # (B, Q, h, w) over each image's field of view
-
-    def describe(self) -> str:
-        s = self.settings
-        size = f"shortest side {s['min_size']} / max {s['max_size']}" if s.get("resize") else "no resize"
-        return f"top {s.get('top_k')} by {s.get('score_mode')}, {size}"
-
-
-def generator_proposals(gcfg: dict, *, state: dict | None, device: torch.device | str, source: str,
-                        test_time: Any) -> OnTheFlyProposals:
-    """A mask generator (with a tuned generator's weights when given) run on the fly under the profile's
-    test-time settings ``test_time`` (:class:`smart.data.proposals.ProposalCacheConfig`)."""
-    from smart.model.mask_generator import build_mask_generator
-    from smart.train.checkpoint import load_trainable_state
-
-    gcfg = dict(gcfg)
-    for k in ("pixel_mean", "pixel_std"):
-        if isinstance(gcfg.get(k), list):
-            gcfg[k] = tuple(gcfg[k])
-    gcfg.pop("tune_mask_generator", None)
-    try:
-        generator = build_mask_generator({**gcfg, "tune_mask_generator": bool(state)})
-    except OSError as exc:
-        raise InputError(f"cannot load the mask generator {gcfg.get('pretrained')!r}: {exc}",
-                         path=gcfg.get("pretrained"), field="generator") from None
-    if state:
-        load_trainable_state(generator, state, source=source)
-    generator.eval().to(device)
-    return OnTheFlyProposals(generator, config=gcfg, test_time=test_time)
 
 
 def result_record(result: dict, *, provenance: dict) -> tuple[dict, dict]:

@@ -36,14 +36,13 @@ def run(args) -> int:
 
     import torch
 
-    from smart.config import cell_spec, eval_settings, load_params
+    from smart.config import cell_spec, load_params
     from smart.data.registry import Dataset
     from smart.errors import ConfigError
     from smart.eval.benchmark import benchmark_model
-    from smart.eval.cell import generator_proposals
-    from smart.io import write_json
+    from smart.eval.cell import eval_settings, generator_proposals
     from smart.model.inference import InferenceConfig
-    from smart.train.loop import _git_sha
+    from smart.provenance import write_result
 
     log = logging.getLogger("smart.eval.benchmark")
     params = load_params(args.params)
@@ -74,8 +73,8 @@ def run(args) -> int:
     record = {**result, "cell": args.cell, "seed": args.seed, "dataset": dataset, "profile": profile,
               "model": str(args.model), "iterations": meta.get("iteration"),
               "generator": {**{k: gcfg.get(k) for k in ("name", "backend", "pretrained")}, **proposals.settings},
-              "generator_tuned": bool(gen_state), "inference": icfg.to_dict(), "git_sha": _git_sha()}
-    write_json(args.out, record)
+              "generator_tuned": bool(gen_state), "inference": icfg.to_dict()}
+    write_result(args.out, record, keys={"git_sha"})  # speeds are what Table 2 reports
     print(f"{args.cell}/s{args.seed} {dataset}: {result['fps']:.2f} FPS, {result['memory_gb']:.3f} GB "
           f"({result['memory_kind']}), generator {result['ms_generator']:.1f} ms + classifier "
           f"{result['ms_classifier']:.1f} ms + postprocess {result['ms_postprocess']:.1f} ms per image "

@@ -36,11 +36,16 @@ def run(args) -> int:
     import logging
     from pathlib import Path
 
-    from smart.config import eval_settings
     from smart.data.registry import Dataset
-    from smart.eval.cell import evaluate_model, generator_proposals, result_record, store_proposals
+    from smart.eval.cell import (
+        eval_settings,
+        evaluate_model,
+        generator_proposals,
+        result_record,
+        store_proposals,
+    )
     from smart.io import write_json
-    from smart.train.loop import _git_sha
+    from smart.provenance import write_result
 
     log = logging.getLogger("smart.eval.cell")
     run_ = open_cell_run(args)
@@ -73,9 +78,9 @@ def run(args) -> int:
         provenance = {"cell": args.cell, "seed": args.seed, "dataset": name, "profile": profile,
                       "model": str(args.model), "model_cell": meta.get("cell"), "iterations": meta.get("iteration"),
                       "proposals": how, "settings": settings.to_dict(), "limit": args.limit,
-                      "device": str(device), "git_sha": _git_sha()}
+                      "device": str(device)}
         flat, detail = result_record(result, provenance=provenance)
-        write_json(Path(args.detail_dir) / f"{name}.json", detail)
+        write_result(Path(args.detail_dir) / f"{name}.json", detail)
         write_json(Path(args.out_dir) / f"{name}.json", flat)
         shown = ", ".join(f"{k} {flat[k]:.1f}" for k in ("PQ", "mIoU") if flat.get(k) is not None)
         print(f"{args.cell}/s{args.seed} {name}: {shown} ({result['num_images']} images, {result['seconds']:.1f} s)")

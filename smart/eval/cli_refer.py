@@ -51,7 +51,7 @@ def run(args) -> int:
     from smart.eval.cell import generator_proposals
     from smart.eval.refer import evaluate_referring, untuned_model
     from smart.io import write_json
-    from smart.train.loop import _git_sha
+    from smart.provenance import write_result
 
     log = logging.getLogger("smart.eval.refer")
     t_start = time.perf_counter()
@@ -86,7 +86,7 @@ def run(args) -> int:
         "selection": "argmax cosine(CLIP mask-token embedding without SMA, raw-expression text embedding); "
                      "proposals covering no CLIP patch skipped",
         "binarisation": "bilinear to image size, sigmoid >= 0.5", "limit": args.limit, "device": str(device),
-        "seconds": round(time.perf_counter() - t_start, 2), "git_sha": _git_sha()}
-    write_json(args.detail, detail)
+        "seconds": round(time.perf_counter() - t_start, 2)}
+    write_result(args.detail, detail)
     write_json(args.out, metrics)
     return 0

@@ -32,6 +32,7 @@ from smart.io import (  # noqa: F401  (re-exported: the evaluation API)
     write_panoptic_png,
 )
 
+
 def list_label_maps(folder: str | Path) -> dict[str, Path]:
     """Label maps under ``folder`` (recursively) keyed by their relative path without extension."""
     folder = Path(folder)

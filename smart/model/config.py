@@ -68,8 +68,7 @@ class SmartModelConfig:
     sma_layers: str | tuple[int, ...] = "all"  # blocks where TIE is applied; one shared g set
     tgt_mode: str = "mean"  # TGT per class: "mean" of synonym embeddings or the "first" name
     # --- QPT and Table 3(a)/(b) (§4.7) ---
-    qpt: bool = True  # tune CLIP's image encoder at all (off = frozen CLIP; Table 3d)
-    tune: str = "q"  # which CLIP parameters are tuned when qpt is on (Table 3a)
+    tune: str = "q"  # which CLIP image-encoder parameters are tuned (Table 3a; "q" = QPT, "none" = frozen CLIP)
     qpt_scope: str = "shared"  # "shared": tuned f_q serves image and mask tokens; "mask_only": a copy for masks
     qpt_param: str = "weight"  # "weight": tune W_q itself; "delta": train a zero-init dW_q (decay -> init)
     lora_rank: int = 0  # > 0: LoRA on the attention projections instead of QPT (Table 3b)
@@ -118,7 +117,7 @@ class SmartModelConfig:
                 raise ConfigError(f"must be positive, got {getattr(self, name)}", field=name)
         if self.fq_lr_multiplier < 0:
             raise ConfigError(f"must be >= 0, got {self.fq_lr_multiplier}", field="fq_lr_multiplier")
-        for name in ("sma", "sma_residual", "qpt", "mask_attend_cls", "tune_text_encoder", "void_class",
+        for name in ("sma", "sma_residual", "mask_attend_cls", "tune_text_encoder", "void_class",
                      "tune_mask_generator", "grad_checkpointing"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"expected true or false, got {getattr(self, name)!r}", field=name)
@@ -128,11 +127,8 @@ class SmartModelConfig:
         if not isinstance(self.lora_targets, tuple) or not self.lora_targets or any(
                 t not in LORA_TARGETS for t in self.lora_targets):
             raise ConfigError(f"expected a non-empty list drawn from {LORA_TARGETS}", field="lora_targets")
-        if not self.qpt and self.tune not in ("q", "none"):
-            raise ConfigError(f"tune={self.tune!r} has no effect with qpt=false; set qpt=true or tune='none'",
-                              field="tune")
-        if self.lora_rank > 0 and self.qpt and self.tune != "none":
-            raise ConfigError("LoRA replaces QPT (Table 3b): set qpt=false (or tune='none') with lora_rank > 0",
+        if self.lora_rank > 0 and self.tune != "none":
+            raise ConfigError("LoRA replaces QPT (Table 3b): set tune='none' with lora_rank > 0",
                               field="lora_rank")
         if self.qpt_scope == "mask_only" and (self.tune not in ("q", "none") or self.lora_rank > 0):
             raise ConfigError("qpt_scope='mask_only' supports only tune='q' without LoRA", field="qpt_scope")
@@ -142,8 +138,8 @@ class SmartModelConfig:
     # ------------------------------------------------------------------ derived
     @property
     def tune_targets(self) -> tuple[str, ...]:
-        """The effective Table 3(a) targets (empty when qpt is off)."""
-        return TUNE_TARGETS[self.tune] if self.qpt else ()
+        """The effective Table 3(a) targets (empty for ``tune='none'``)."""
+        return TUNE_TARGETS[self.tune]
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -170,6 +166,8 @@ class SmartModelConfig:
                                   field="preset")
             base = _PRESETS[name]().to_dict()
         names = {f.name for f in dataclasses.fields(cls)}
+        if "qpt" in data:
+            data.update(_legacy_qpt(data, source))
         for key in data:
             if key not in names:
                 raise ConfigError(f"unknown key (allowed: {', '.join(sorted(names))})", path=source, field=key)
@@ -184,6 +182,22 @@ class SmartModelConfig:
             if source is not None and exc.path is None:
                 raise ConfigError(exc.message, path=source, field=exc.field) from None
             raise
+
+
+def _legacy_qpt(data: dict, source) -> dict:
+    """Read the ``qpt`` switch of older params files and checkpoints, folded into ``tune``: ``qpt: false``
+    is ``tune: none`` and ``qpt: true`` adds nothing. Returns the ``tune`` entry to use (``qpt`` removed)."""
+    qpt = data.pop("qpt")
+    if not isinstance(qpt, bool):
+        raise ConfigError(f"expected true or false, got {qpt!r} (qpt is folded into tune: write tune: none)",
+                          path=source, field="qpt")
+    tune = data.get("tune")
+    if qpt:
+        return {} if tune is None else {"tune": tune}
+    if tune not in (None, "q", "none"):
+        raise ConfigError(f"qpt: false contradicts tune: {tune} (qpt is folded into tune: write tune: none)",
+                          path=source, field="qpt")
+    return {"tune": "none"}
 
 
 def _check_int(cfg: SmartModelConfig, name: str, *, lo: int, hi: int | None = None) -> None:
@@ -255,15 +269,15 @@ for _t in TUNE_TARGETS:
 # Table 3(b): LoRA on the attention projections instead of QPT.
 for _r in TABLE3B_LORA_RANKS:
     register_preset(f"table3b-lora{_r}", f"Table 3(b): LoRA rank {_r} on q/k/v/o, no QPT", base="paper",
-                    qpt=False, tune="none", lora_rank=_r)
+                    tune="none", lora_rank=_r)
 # Table 3(c): Distribution Adapter depth.
 for _n in range(4):
     register_preset(f"table3c-da{_n}", f"Table 3(c): {_n} DA layers", base="paper", da_layers=_n)
 # Table 3(d): components.
 register_preset("table3d-baseline", "Table 3(d): frozen M2F + frozen CLIP with mask attention, training-free "
-                "(no void class; the cell trains 0 iterations)", base="paper", sma=False, qpt=False, tune="none",
+                "(no void class; the cell trains 0 iterations)", base="paper", sma=False, tune="none",
                 void_class=False)
-register_preset("table3d-sma", "Table 3(d): + SMA (CLIP frozen)", base="paper", sma=True, qpt=False, tune="none")
+register_preset("table3d-sma", "Table 3(d): + SMA (CLIP frozen)", base="paper", sma=True, tune="none")
 register_preset("table3d-smart", "Table 3(d): + SMA + QPT (= paper)", base="paper")
 # Table 3(e): extra tuning.
 register_preset("table3e-text", "Table 3(e): + tune the language encoder", base="paper", tune_text_encoder=True)

@@ -108,15 +108,14 @@ def _set_grad(params: Iterable[nn.Parameter], flag: bool) -> None:
         p.requires_grad_(flag)
 
 
-def apply_tuning(classifier, *, tune: str, qpt: bool = True, qpt_param: str = "weight",
+def apply_tuning(classifier, *, tune: str, qpt_param: str = "weight",
                  lora_rank: int = 0, lora_alpha: float = 1.0, lora_targets: Iterable[str] = ("q", "k", "v", "o"),
                  tune_text_encoder: bool = False) -> None:
     """Freeze the CLIP model of ``classifier`` and unfreeze (or wrap) what a Table 3 cell tunes.
 
     Args:
         classifier: a :class:`~smart.model.clip_classifier.ClipMaskClassifier` (its q/k/v already split).
-        tune: a key of :data:`~smart.model.config.TUNE_TARGETS`; ignored when ``qpt`` is False.
-        qpt: whether CLIP's image encoder is tuned at all.
+        tune: a key of :data:`~smart.model.config.TUNE_TARGETS` ("q": QPT; "none": CLIP frozen).
         qpt_param: "weight" (tune the projection itself) or "delta" (wrap it in :class:`DeltaLinear`).
         lora_rank: > 0 wraps ``lora_targets`` of every block in :class:`LoRALinear`.
         lora_alpha: LoRA scaling numerator.
@@ -127,7 +126,7 @@ def apply_tuning(classifier, *, tune: str, qpt: bool = True, qpt_param: str = "w
         raise ValueError(f"unknown tune value {tune!r}")
     clip = classifier.clip
     _set_grad(clip.parameters(), False)
-    targets = TUNE_TARGETS[tune] if qpt else ()
+    targets = TUNE_TARGETS[tune]
     tower = classifier.tower
     if "all" in targets:
         _set_grad(tower.visual.parameters(), True)

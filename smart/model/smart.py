@@ -272,7 +272,7 @@ def build_model(cfg: SmartModelConfig | dict, *, device: str | torch.device | No
         adapter = DistributionAdapter(num_layers=cfg.da_layers, hidden=cfg.da_hidden)
         text_classifier = TextClassifier(embed_dim=embed_dim, logit_scale_max=cfg.logit_scale_max)
     classifier.tie = tie
-    apply_tuning(classifier, tune=cfg.tune, qpt=cfg.qpt, qpt_param=cfg.qpt_param, lora_rank=cfg.lora_rank,
+    apply_tuning(classifier, tune=cfg.tune, qpt_param=cfg.qpt_param, lora_rank=cfg.lora_rank,
                  lora_alpha=cfg.lora_alpha, lora_targets=cfg.lora_targets, tune_text_encoder=cfg.tune_text_encoder)
     if not cfg.void_class:
         text_classifier.void_embedding.requires_grad_(False)

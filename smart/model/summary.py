@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(result, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
-    print(f"model: {cfg.clip_model} at {cfg.image_size}px  (tune={cfg.tune if cfg.qpt else 'none'}, "
+    print(f"model: {cfg.clip_model} at {cfg.image_size}px  (tune={cfg.tune}, "
           f"sma={cfg.sma}, da_layers={cfg.da_layers}, lora_rank={cfg.lora_rank})")
     print(f"{'group':12s} {'total':>14s} {'trainable':>14s}")
     for name, c in result["groups"].items():

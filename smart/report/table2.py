@@ -10,7 +10,7 @@ ADE150 PQ / mIoU):
   benchmark process, Python and torch included — the growth over the timed loop alone is ~0 once
   warm-up has allocated the buffers);
 * ``train_gpu_hours`` — mean over the cell's seeds of ``train_seconds × world_size / 3600`` from
-  ``<train_dir>/<cell>/s<seed>/summary.json``, filled only when the training ran on CUDA (``device``
+  ``<train_dir>/<cell>/s<seed>/summary.json.run.json`` (the run record), filled only when the training ran on CUDA (``device``
   of the ``config.json`` next to the summary). A run on CPU (or of unknown device) puts the number
   in ``train_device_hours`` instead and leaves ``train_gpu_hours`` empty; ``train_device`` names the
   device (``CPU``, ``CUDA × 8``, ``unknown``);
@@ -18,7 +18,7 @@ ADE150 PQ / mIoU):
 * ``ade150_PQ`` / ``ade150_mIoU`` (and ``_std``) — mean (sample std) over seeds of
   ``<metrics_dir>/<cell>/s<seed>/ade150.json`` (the renders of
   :func:`smart.report.tables.write_table` show ``mean ± std``); ``seeds`` says how many seeds have
-  metrics; ``delta_ade150_PQ`` / ``delta_ade150_mIoU`` = ours − the paper's SMART-SwinB. The
+  metrics; ``delta_ade150_PQ`` / ``delta_ade150_mIoU`` = ours − the paper's SMART-SwinB (paper profile only). The
   efficiency columns get no delta: they depend on the machine.
 
 Missing files leave their cells empty (a partially built grid still renders). Paper numbers come
@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from smart.errors import InputError
+from smart.provenance import read_run_record
 from smart.report.collect import Stat, cell_metric, cell_summary, read_json_or_none
 
 __all__ = ["COLUMNS", "build_table2", "caption"]
@@ -82,6 +83,8 @@ def _train_device(train_dir: Path, cell: str, seeds: tuple[int, ...]) -> tuple[s
     for s in seeds:
         d = train_dir / cell / f"s{s}"
         summary = read_json_or_none(d / "summary.json")
+        if summary is not None and summary.get("train_seconds") is None:  # timings live in the run record
+            summary = {**summary, **read_run_record(d / "summary.json")}
         if summary is None or summary.get("train_seconds") is None:
             continue
         ws = int(summary.get("world_size") or 1)
@@ -168,7 +171,8 @@ def build_table2(*, params: dict | str | Path, benchmark_json: str | Path | None
     ref = next((r for r in paper if r["method"] == PAPER_METHOD), {})
     for key in ("ade150_PQ", "ade150_mIoU"):
         ours, theirs = row[key], ref.get(key)
-        row[f"delta_{key}"] = None if ours is None or theirs is None else round(ours - float(theirs), 1)
+        row[f"delta_{key}"] = (None if ours is None or theirs is None or profile != "paper"
+                               else round(ours - float(theirs), 1))  # like with like: paper profile only
 
     df = pd.DataFrame(paper + [row])
     for c in COLUMNS:

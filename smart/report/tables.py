@@ -3,8 +3,9 @@
 Paper numbers come only from ``smart/report/paper_numbers.yaml``. Reproduced numbers come from the
 per-(cell, seed, dataset) metric files ``<metrics_dir>/<cell>/s<seed>/<dataset>.json`` written by
 ``python -m smart eval-cell`` (keys ``PQ`` and ``mIoU`` in percent), averaged over the cell's seeds
-(``smart.report.collect``). Which cell fills which row is params.yaml ``report``. A reproduced row of a
-cell that maps to a paper row gets ``delta_<column>`` = ours − paper.
+(``smart.report.collect``). Which cell fills which row is params.yaml ``report``. In the paper profile, a
+reproduced row of a cell that maps to a paper row gets ``delta_<column>`` = ours − paper; mini-profile
+rows leave the deltas empty (a different world and model: the difference would compare nothing).
 
 The CSV keeps full numbers (mean and ``_std`` columns); the Markdown and LaTeX renders show one
 decimal, as the paper, with ``mean ± std`` where a cell has several seeds.
@@ -55,8 +56,8 @@ def build_table1(*, params: dict, metrics_dir: str | Path, profile: str) -> pd.D
     """Table 1: the paper's rows and one reproduced row per cell of ``report.table1``.
 
     Each reproduced value is the mean over the cell's seeds (``<col>_std`` holds the sample std when a
-    cell has several seeds, ``seeds`` how many were found); a row whose method is a paper row gets
-    ``delta_<col>`` = ours − paper.
+    cell has several seeds, ``seeds`` how many were found); in the paper profile a row whose method is a
+    paper row gets ``delta_<col>`` = ours − paper (empty in the mini profile).
     """
     from smart.config import cell_spec
 
@@ -76,7 +77,7 @@ def build_table1(*, params: dict, metrics_dir: str | Path, profile: str) -> pd.D
             n = max(n, st.n)
         row["seeds"] = n
         ref = paper[paper["method"] == method]
-        if len(ref):
+        if len(ref) and profile == "paper":  # like with like: the mini world's numbers are not the paper's
             for col in TABLE1_COLUMNS:
                 a, b = row[col], ref.iloc[0][col]
                 row[f"delta_{col}"] = None if a is None or pd.isna(b) else round(a - float(b), 1)
@@ -104,7 +105,7 @@ def build_table3(part: str, *, params: dict, metrics_dir: str | Path, profile: s
 
     Rows follow ``report.table3.<key>`` (setting -> cell). A cell that does not run in this profile
     (``paper_only``) has empty reproduced columns. Columns: ``setting``, ``cell``, ``paper_<m>``,
-    ``<m>`` (mean over seeds), ``<m>_std``, ``seeds``, ``delta_<m>``.
+    ``<m>`` (mean over seeds), ``<m>_std``, ``seeds``, ``delta_<m>`` (ours − paper; paper profile only).
     """
     from smart.config import cell_names, cell_spec
 
@@ -126,7 +127,8 @@ def build_table3(part: str, *, params: dict, metrics_dir: str | Path, profile: s
                   if cell in runnable else Stat(None, None, 0))
             _stat_columns(row, m, st)
             n = max(n, st.n)
-            row[f"delta_{m}"] = None if st.mean is None or pv is None else round(st.mean - float(pv), 1)
+            row[f"delta_{m}"] = (None if st.mean is None or pv is None or profile != "paper"
+                                 else round(st.mean - float(pv), 1))
         row["seeds"] = n
         rows.append(row)
     return pd.DataFrame(rows)

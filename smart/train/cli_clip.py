@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 HELP = "pretrain the mini CLIP (open_clip architecture) on the mini world's caption corpus"
 
@@ -30,8 +28,9 @@ def run(args) -> int:
     torch.set_num_threads(args.threads if args.threads > 0 else max(1, torch.get_num_threads()))
     summary = train(cfg, args.captions, args.out, metrics_path=args.train_log)
     if args.metrics:
-        Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.metrics).write_text(json.dumps(summary, indent=1) + "\n")
+        from smart.provenance import write_result
+
+        write_result(args.metrics, summary)
     zs = summary["zero_shot"]
     print(f"mini CLIP: {summary['steps']} steps in {summary['train_seconds']:.0f} s; zero-shot things "
           f"{100 * zs['things']['accuracy']:.1f}% (held out {100 * zs['things']['accuracy_held_out']:.1f}%), "

@@ -44,7 +44,7 @@ def run(args) -> int:
     import torch
 
     from smart.config import load_params, mini_generator_params
-    from smart.io import write_json
+    from smart.provenance import write_result
     from smart.train.generator_pretrain import GeneratorPretrainConfig, train_generator
 
     params = load_params(args.params)
@@ -55,7 +55,7 @@ def run(args) -> int:
     summary = train_generator(args.name, cfg, root=args.root, out_dir=args.out, curve_path=args.train_log,
                               checkpoint_every=args.checkpoint_every, resume=not args.no_resume)
     if args.metrics:
-        write_json(args.metrics, summary)
+        write_result(args.metrics, summary)
     parts = [(f"{args.name}: {summary['parameters'] / 1e6:.2f}M parameters, {summary['steps']} steps in "
               f"{summary['train_seconds']:.0f} s ({summary['steps_per_s']:.2f} steps/s)")]
     for ds, r in summary.get("recall", {}).items():

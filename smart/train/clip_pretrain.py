@@ -33,64 +33,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from smart.errors import ConfigError, DatasetError
+from smart import provenance
+from smart.errors import DatasetError
+from smart.train.pretrain_config import MiniClipConfig  # noqa: F401 (re-exported)
 
 _log = logging.getLogger(__name__)
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-@dataclass(frozen=True)
-class MiniClipConfig:
-    """Architecture and training of the mini CLIP (params.yaml → ``mini_clip``)."""
-
-    embed_dim: int = 128
-    image_size: int = 64
-    patch_size: int = 8
-    vision_width: int = 128
-    vision_layers: int = 4
-    vision_head_width: int = 64
-    context_length: int = 32
-    text_width: int = 128
-    text_heads: int = 2
-    text_layers: int = 4
-    steps: int = 450
-    batch_size: int = 128
-    lr: float = 5e-4
-    weight_decay: float = 0.1
-    warmup: int = 30
-    grouped_fraction: float = 0.5  # share of each batch made of hard-negative groups
-    bf16: bool = True  # bf16 autocast (CPU and CUDA)
-    seed: int = 0
-    log_every: int = 25
-    eval_per_class: int = 10  # zero-shot evaluation images per class
-
-    @classmethod
-    def from_dict(cls, d: dict, *, source: str | Path | None = None) -> "MiniClipConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        for k in d:
-            if k not in known:
-                raise ConfigError(f"unknown key (allowed: {', '.join(sorted(known))})", path=source, field=f"mini_clip.{k}")
-        cfg = cls(**d)
-        for k, v in asdict(cfg).items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
-                raise ConfigError(f"must be non-negative, got {v}", path=source, field=f"mini_clip.{k}")
-        if cfg.image_size % cfg.patch_size:
-            raise ConfigError("image_size must be a multiple of patch_size", path=source, field="mini_clip.image_size")
-        if not 0 <= cfg.grouped_fraction <= 1:
-            raise ConfigError("must be in [0, 1]", path=source, field="mini_clip.grouped_fraction")
-        return cfg
-
-    def model_cfg(self) -> dict:
-        """The open_clip model config (the ``model_cfg`` of ``open_clip_config.json``)."""
-        return {
-            "embed_dim": self.embed_dim,
-            "vision_cfg": {"image_size": self.image_size, "layers": self.vision_layers, "width": self.vision_width,
-                           "head_width": self.vision_head_width, "patch_size": self.patch_size},
-            "text_cfg": {"context_length": self.context_length, "vocab_size": 49408, "width": self.text_width,
-                         "heads": self.text_heads, "layers": self.text_layers},
-        }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -326,7 +276,7 @@ def train(cfg: MiniClipConfig, captions_dir: str | Path, out_dir: str | Path, *,
     save_checkpoint_dir(model, cfg, out_dir)  # saved before evaluation: a failing evaluation loses nothing
     zs = zero_shot(model, tokenizer, image_size=cfg.image_size, per_class=cfg.eval_per_class)
     summary["zero_shot"] = zs
-    (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    provenance.write_result(Path(out_dir) / "summary.json", summary)
     _log.info("zero-shot: things %.1f%% (held out %.1f%%), stuff %.1f%% (held out %.1f%%)",
               100 * zs["things"]["accuracy"], 100 * zs["things"]["accuracy_held_out"],
               100 * zs["stuff"]["accuracy"], 100 * zs["stuff"]["accuracy_held_out"])

@@ -49,19 +49,19 @@ import math
 import os
 import pickle
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from smart import provenance
 from smart.errors import ConfigError
+from smart.io import write_json
+from smart.train.pretrain_config import GeneratorPretrainConfig
 
 __all__ = [
     "GeneratorPretrainConfig",
@@ -76,7 +76,6 @@ _log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "smart_pretrain.json"
 CURVE_FILE = "train_log.jsonl"
-SCHEDULES = ("cosine", "poly", "constant")
 
 DEFINITIONS = {
     "recall_any": "share of non-crowd GT segments (things / stuff by the dataset's isthing flag) whose best "
@@ -90,83 +89,6 @@ DEFINITIONS = {
     "best_query_class_accuracy": "share of GT segments whose best-IoU query's arg-max real class is the GT class",
     "steps_per_s": "training steps / training wall seconds (data loading included, evaluation excluded)",
 }
-
-
-# --------------------------------------------------------------------------------------------------
-# configuration
-
-
-@dataclass(frozen=True)
-class GeneratorPretrainConfig:
-    """Training of one mini mask generator (params.yaml → ``mini_generators.<name>``; every key explicit)."""
-
-    steps: int = 700  # optimiser steps
-    batch_size: int = 16  # images per step
-    lr: float = 0.002  # AdamW peak learning rate
-    weight_decay: float = 0.05  # AdamW weight decay (not on norms / biases / embeddings)
-    warmup: int = 50  # linear warm-up steps
-    schedule: str = "cosine"  # cosine | poly (power 0.9, as Mask2Former) | constant, after warm-up
-    min_lr_ratio: float = 0.05  # final lr / peak lr (cosine / poly)
-    grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
-    num_queries: int = 20  # Mask2Former queries Q
-    train_num_points: int = 1024  # points per mask in the transformers loss (M2F: 12544 = 112²)
-    hflip: bool = True  # random horizontal flip
-    bf16: bool = False  # bf16 autocast (no speed-up measured on the shared 2-core CPU)
-    seed: int = 0
-    log_every: int = 25  # steps per training-curve record
-    train_dataset: str = "coco_train"  # registry name of the training split
-    eval_datasets: tuple[str, ...] = ("coco", "ade150")  # mask-recall datasets (first one also gets PQ)
-    eval_batch_size: int = 16
-
-    @classmethod
-    def from_dict(cls, d: dict, *, name: str = "?", source: str | Path | None = None) -> GeneratorPretrainConfig:
-        """Validate one params entry; every error names ``mini_generators.<name>.<key>``."""
-        prefix = f"mini_generators.{name}"
-        if not isinstance(d, dict):
-            raise ConfigError("expected a mapping", path=source, field=prefix)
-        fields = cls.__dataclass_fields__
-        kw: dict[str, Any] = {}
-        for k, v in d.items():
-            if k not in fields:
-                raise ConfigError(f"unknown key (allowed: {', '.join(fields)})", path=source, field=f"{prefix}.{k}")
-            default = getattr(cls, k) if hasattr(cls, k) else None
-            if isinstance(default, bool):
-                ok = isinstance(v, bool)
-            elif isinstance(default, int):
-                ok = isinstance(v, int) and not isinstance(v, bool)
-            elif isinstance(default, float):
-                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-                v = float(v) if ok else v
-            elif isinstance(default, str):
-                ok = isinstance(v, str)
-            else:  # eval_datasets
-                ok = isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
-                v = tuple(v) if ok else v
-            if not ok:
-                raise ConfigError(f"expected {type(default).__name__}, got {v!r}", path=source, field=f"{prefix}.{k}")
-            kw[k] = v
-        cfg = cls(**kw)
-        for k in ("steps", "batch_size", "num_queries", "train_num_points", "log_every", "eval_batch_size"):
-            if getattr(cfg, k) < 1:
-                raise ConfigError(f"must be >= 1, got {getattr(cfg, k)}", path=source, field=f"{prefix}.{k}")
-        for k in ("lr", "weight_decay", "grad_clip", "min_lr_ratio", "warmup", "seed"):
-            if getattr(cfg, k) < 0:
-                raise ConfigError(f"must be non-negative, got {getattr(cfg, k)}", path=source, field=f"{prefix}.{k}")
-        if cfg.lr == 0:
-            raise ConfigError("must be positive", path=source, field=f"{prefix}.lr")
-        if cfg.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {cfg.schedule!r} ({' | '.join(SCHEDULES)})", path=source,
-                              field=f"{prefix}.schedule")
-        if cfg.min_lr_ratio > 1:
-            raise ConfigError("must be in [0, 1]", path=source, field=f"{prefix}.min_lr_ratio")
-        if not cfg.eval_datasets:
-            raise ConfigError("needs at least one dataset", path=source, field=f"{prefix}.eval_datasets")
-        return cfg
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["eval_datasets"] = list(self.eval_datasets)
-        return d
 
 
 def lr_factor(step: int, cfg: GeneratorPretrainConfig) -> float:
@@ -407,15 +329,6 @@ def evaluate_generator(generator, datasets: Sequence[str], *, root: str | Path, 
 # training
 
 
-def _git_sha() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent, check=False)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _after_step(step: int) -> None:
     """Hook called after every completed step (and its checkpoint); tests use it to simulate a kill."""
 
@@ -472,7 +385,7 @@ def train_generator(name: str, cfg: GeneratorPretrainConfig, *, root: str | Path
         raise ConfigError(f"{cfg.train_dataset!r} is not a panoptic split", field=f"mini_generators.{name}.train_dataset")
     class_names = ds.vocab.names
     _log.info("pretraining mask generator %s on %s (%d images, %d classes); config %s; git %s", name, ds.name,
-              len(ds), len(class_names), json.dumps(cfg.to_dict()), _git_sha())
+              len(ds), len(class_names), json.dumps(cfg.to_dict()), provenance.git_sha())
 
     gen = build_generator(name, class_names=class_names, num_queries=cfg.num_queries,
                           train_num_points=cfg.train_num_points, seed=cfg.seed)
@@ -551,14 +464,12 @@ def train_generator(name: str, cfg: GeneratorPretrainConfig, *, root: str | Path
     gen.tune = False
     gen.model.requires_grad_(False)
     meta = {"generator": name, "config": cfg.to_dict(), "train_dataset": ds.name, "train_images": len(ds),
-            "classes": class_names, "parameters": n_params, "git_sha": _git_sha(), "resumed_from_step": start,
+            "classes": class_names, "parameters": n_params, "resumed_from_step": start,
             "torch_threads": torch.get_num_threads()}
-    curve_text = "".join(json.dumps(r) + "\n" for r in curve)
+    meta, volatile = provenance.split(meta)  # the directory holds only what the run computed
     _install_outputs(gen, out_dir, {SUMMARY_FILE: json.dumps(meta, indent=1) + "\n"})
-    curve_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = curve_path.with_name(f".{curve_path.name}.partial")
-    tmp.write_text(curve_text)
-    os.replace(tmp, curve_path)
+    write_json(provenance.run_record_path(Path(out_dir) / SUMMARY_FILE), {**volatile, "git_sha": provenance.git_sha()})
+    provenance.write_jsonl_result(curve_path, curve)
     shutil.rmtree(scratch.parent, ignore_errors=True)
 
     summary = {"generator": name, "out_dir": str(out_dir), "parameters": n_params, "steps": cfg.steps,

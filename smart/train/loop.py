@@ -41,9 +41,7 @@ import math
 import os
 import random
 import resource
-import shutil
 import statistics
-import subprocess
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -58,9 +56,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from smart import provenance
 from smart.config import TrainConfig
+from smart.data.sources import GeneratorSource, StoreSource, build_proposal_source
 from smart.errors import ConfigError, InputError
-from smart.io import atomic_path, write_json
+from smart.io import atomic_path
 from smart.train.augment import augment_sample
 from smart.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -125,129 +125,6 @@ def init_distributed(use_cuda: bool) -> DistInfo:
 def _barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
-
-
-# ==================================================================================== proposal sources
-class StoreSource:
-    """Cached proposals: any object with ``.get(image_id) -> {"mask_logits": (K, h, w), ...}`` (duck-typed;
-    ``smart.data.proposals.ProposalStore`` is one).
-
-    The mask logits must cover the image's field of view. If the record also carries the generator's
-    ``input_size`` (Hp, Wp) (padded input) and ``image_size`` (h, w) (the image inside it), the
-    padding is cropped off first. Augmentation resamples them with the image (:mod:`smart.train.augment`).
-    """
-
-    kind = "store"
-    trainable = False
-
-    def __init__(self, store: Any, *, name: str | None = None):
-        if not callable(getattr(store, "get", None)):
-            raise InputError("a proposal store needs a .get(image_id) method", field="proposals")
-        self.store = store
-        self.name = name or type(store).__name__
-
-    def get(self, image_id: Any) -> torch.Tensor:
-        """(K, h, w) float32 mask logits of one image, covering the image (padding removed)."""
-        try:
-            rec = self.store.get(image_id)
-        except KeyError:
-            raise InputError(f"no proposals for image {image_id!r}", path=self.name, field="proposals") from None
-        if rec is None or "mask_logits" not in rec:
-            raise InputError(f"no mask_logits for image {image_id!r}", path=self.name, field="proposals")
-        m = torch.as_tensor(np.asarray(rec["mask_logits"], dtype=np.float32) if not isinstance(
-            rec["mask_logits"], torch.Tensor) else rec["mask_logits"]).float()
-        if m.dim() != 3:
-            raise InputError(f"mask_logits of image {image_id!r} must be (K, h, w), got {tuple(m.shape)}",
-                             path=self.name, field="proposals")
-        if "input_size" in rec and "image_size" in rec:
-            (Hp, Wp), (hi, wi) = rec["input_size"], rec["image_size"]
-            h, w = m.shape[-2:]
-            rows, cols = max(1, round(h * hi / Hp)), max(1, round(w * wi / Wp))
-            m = m[:, :rows, :cols]
-        return m
-
-    def check_coverage(self, image_ids: Sequence[Any]) -> None:
-        """Fail early (naming the store and the first missing ids) if training images lack proposals."""
-        have = getattr(self.store, "image_ids", None)
-        if have is None:
-            return
-        have = {str(i) for i in have}
-        missing = [i for i in image_ids if str(i) not in have]
-        if missing:
-            raise InputError(f"{len(missing)} of {len(image_ids)} training images have no proposals "
-                             f"(first: {missing[:5]})", path=self.name, field="proposals")
-
-    def describe(self) -> dict[str, Any]:
-        n = getattr(self.store, "image_ids", None)
-        return {"kind": self.kind, "name": self.name, "num_images": len(n) if n is not None else -1}
-
-
-class GeneratorSource:
-    """Proposals computed on the fly, on the augmented batch, by a mask generator
-    (``smart.model.mask_generator``): frozen (no grad, eval) unless ``tune_mask_generator`` (Table 3e)."""
-
-    kind = "generator"
-
-    def __init__(self, generator: nn.Module, *, config: dict[str, Any] | None = None):
-        self.generator = generator
-        self.config = dict(config or {})
-
-    @property
-    def trainable(self) -> bool:
-        return bool(getattr(self.generator, "tune", False))
-
-    def propose(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) RGB 0-255 on the generator's device → (B, Q, h, w) mask logits covering the images."""
-        batch = self.generator.preprocess(images)
-        out = self.generator(batch["pixel_values"])
-        m = out["mask_logits"]  # (B, Q, hm, wm) over the padded input
-        Hp, Wp = batch["pixel_values"].shape[-2:]
-        (hi, wi) = batch["image_sizes"][0]
-        if (Hp, Wp) != (hi, wi):
-            rows, cols = max(1, round(m.shape[-2] * hi / Hp)), max(1, round(m.shape[-1] * wi / Wp))
-            m = m[..., :rows, :cols]
-        return m
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "config": {k: (list(v) if isinstance(v, tuple) else v)
-                                              for k, v in self.config.items()}}
-
-
-def build_proposal_source(proposals: Any, *, train_cfg: TrainConfig, model_cfg: Any,
-                          device: torch.device) -> StoreSource | GeneratorSource:
-    """``proposals``: None (on-the-fly generator ``train_cfg.generator``), a store directory, or an
-    object with ``.get(image_id)``."""
-    if proposals is not None:
-        if model_cfg.tune_mask_generator:
-            raise ConfigError("tune_mask_generator trains the generator, so it needs on-the-fly proposals: "
-                              "drop --proposals for this cell", field="model.tune_mask_generator")
-        if isinstance(proposals, (str, Path)):
-            path = Path(proposals)
-            if not path.exists():
-                raise InputError("proposal store not found", path=path, field="--proposals")
-            try:
-                from smart.data.proposals import ProposalStore
-            except ImportError as exc:
-                raise InputError(f"cannot read proposal stores: {exc}", path=path, field="--proposals") from None
-            return StoreSource(ProposalStore.open(path), name=str(path))
-        return StoreSource(proposals)
-    from smart.model.mask_generator import build_mask_generator
-
-    gcfg = {**train_cfg.generator_config, "tune_mask_generator": bool(model_cfg.tune_mask_generator)}
-    for k in ("pixel_mean", "pixel_std"):
-        if isinstance(gcfg.get(k), list):
-            gcfg[k] = tuple(gcfg[k])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(train_cfg.seed + 1)  # the random init of the tiny/mini generators is reproducible
-        try:
-            generator = build_mask_generator(gcfg)
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ConfigError(f"bad mask-generator settings: {exc}",
-                              field=f"generators.{train_cfg.generator}") from None
-        except OSError as exc:  # a missing local directory / unreachable hub name
-            raise InputError(f"cannot load the mask generator {gcfg.get('pretrained')!r}: {exc}",
-                             path=gcfg.get("pretrained"), field=f"generators.{train_cfg.generator}.pretrained") from None
-    return GeneratorSource(generator.to(device), config=gcfg)
 
 
 # ==================================================================================== data
@@ -363,15 +240,6 @@ def default_scratch(out: str | Path) -> Path:
     return out.parent / ".scratch" / out.name
 
 
-def _git_sha() -> str | None:
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False,
-                           cwd=Path(__file__).resolve().parent)
-        return r.stdout.strip() or None if r.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _max_mem_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -463,7 +331,7 @@ def train(*, model_cfg: Any, train_cfg: TrainConfig, root: str | Path, out: str 
     use_bf16 = cfg.bf16 and dev.type == "cuda"
     if info.is_main:
         _log.info("train %s: profile %s, device %s, world size %d, git %s", cell or "-", profile, dev,
-                  info.world_size, _git_sha())
+                  info.world_size, provenance.git_sha())
         _log.info("model config: %s", json.dumps(model_cfg.to_dict(), sort_keys=True))
         _log.info("train config: %s", json.dumps(cfg.to_dict(), sort_keys=True))
 
@@ -684,15 +552,15 @@ def train(*, model_cfg: Any, train_cfg: TrainConfig, root: str | Path, out: str 
                      "generator_state": trainable_state_dict(tuned_gen.generator) if tuned_gen else {},
                      "generator_config": source.describe().get("config"), "source": source.describe(),
                      "frozen_checksum": frozen_checksum(model), "dataset": ds.name,
-                     "vocabulary": [c.name for c in vocab], "git_sha": _git_sha()}, out / "model.pt")
-        with atomic_path(out / "metrics.jsonl") as tmp:
-            shutil.copyfile(scratch / "metrics.jsonl", tmp)
-        write_json(out / "config.json", {"cell": cell, "profile": profile, "dataset": ds.name, "root": str(root),
+                     "vocabulary": [c.name for c in vocab]}, out / "model.pt")
+        # results without timing and provenance; those go to the run records beside them (smart.provenance)
+        provenance.write_jsonl_result(out / "metrics.jsonl", records)
+        provenance.write_result(out / "config.json", {"cell": cell, "profile": profile, "dataset": ds.name, "root": str(root),
                                          "model": model_cfg.to_dict(), "train": cfg.to_dict(),
                                          "proposals": source.describe(), "world_size": info.world_size,
-                                         "device": str(dev), "bf16": use_bf16, "git_sha": _git_sha(),
+                                         "device": str(dev), "bf16": use_bf16,
                                          "fingerprint": fingerprint})
-        write_json(out / "summary.json", summary)
+        provenance.write_result(out / "summary.json", summary)
         for name in ("last.pt", "metrics.jsonl"):
             (scratch / name).unlink(missing_ok=True)
         try:

@@ -362,8 +362,9 @@ def test_proposals_params_are_validated():
 
 def test_cache_uses_the_test_size_of_its_dataset():
     """Each dataset's proposals are made at its test size (Mapillary 1024 / 2560, others 800 / 1333)."""
-    from smart.model.mask_generator import Mask2FormerGenerator, tiny_mask2former_config
     from transformers import Mask2FormerForUniversalSegmentation
+
+    from smart.model.mask_generator import Mask2FormerGenerator, tiny_mask2former_config
 
     torch.manual_seed(0)
     gen = Mask2FormerGenerator(model=Mask2FormerForUniversalSegmentation(tiny_mask2former_config("tiny")),

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from smart.data.proposals import ProposalCacheConfig
-
 from smart.errors import InputError
 
 TINY_GEN = {"name": "tiny", "backend": "hf", "pretrained": None, "resize": False, "top_k": 6}
@@ -131,7 +130,8 @@ def test_cli_writes_the_benchmark_record(root, tmp_path, capsys):
                "--threads", "1", "--device", "cpu"])
     assert rc == 0
     rec = json.loads(out.read_text())
-    assert BRIEF_KEYS <= set(rec)
+    assert BRIEF_KEYS - {"git_sha"} <= set(rec) and "git_sha" not in rec  # provenance: in the run record
+    assert "git_sha" in json.loads((tmp_path / "bench" / "smart.json.run.json").read_text())
     assert rec["cell"] == "smart" and rec["seed"] == 0 and rec["dataset"] == "ade150" and rec["images"] == 2
     assert rec["threads"] == 1 and rec["memory_kind"] == "cpu_peak_rss" and rec["fps"] > 0
     assert rec["generator"]["name"] == "tiny" and rec["generator_tuned"] is False

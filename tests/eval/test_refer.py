@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from smart.data.proposals import ProposalCacheConfig
-
 from smart.eval.refer import (
     OIoUAccumulator,
     binarise_selected,

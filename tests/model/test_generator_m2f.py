@@ -22,7 +22,6 @@ from smart.model.mask_generator import (
 )
 
 
-
 @pytest.fixture(scope="module")
 def generators():
     torch.manual_seed(0)

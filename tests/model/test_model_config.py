@@ -41,9 +41,20 @@ def test_unknown_key_and_contradictions():
     with pytest.raises(ConfigError) as exc:
         SmartModelConfig.from_dict({"lora_rank": 8})  # LoRA with QPT on
     assert exc.value.field == "lora_rank"
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(ConfigError, match="folded into tune") as exc:
         SmartModelConfig.from_dict({"qpt": False, "tune": "k"})
-    assert exc.value.field == "tune"
+    assert exc.value.field == "qpt"
+
+
+def test_legacy_qpt_switch_reads_as_tune():
+    """``qpt`` (older params files and checkpoints) is folded into ``tune``: false means tune none."""
+    assert SmartModelConfig.from_dict({"qpt": False}).tune == "none"
+    assert SmartModelConfig.from_dict({"qpt": False, "tune": "none", "lora_rank": 8}).lora_rank == 8
+    assert SmartModelConfig.from_dict({"qpt": True, "tune": "qk"}).tune == "qk"
+    assert SmartModelConfig.from_dict({"qpt": True}) == SmartModelConfig()
+    assert "qpt" not in SmartModelConfig().to_dict()
+    with pytest.raises(ConfigError, match="expected true or false"):
+        SmartModelConfig.from_dict({"qpt": "no"})
 
 
 def test_presets_all_valid_and_cover_table3():
@@ -54,7 +65,7 @@ def test_presets_all_valid_and_cover_table3():
         assert get_preset(f"table3a-{t}").tune == t
     assert [get_preset(f"table3b-lora{r}").lora_rank for r in (8, 16, 32, 64, 128, 256)] == [8, 16, 32, 64, 128, 256]
     assert [get_preset(f"table3c-da{n}").da_layers for n in range(4)] == [0, 1, 2, 3]
-    assert not get_preset("table3d-baseline").sma and not get_preset("table3d-sma").qpt
+    assert not get_preset("table3d-baseline").sma and get_preset("table3d-sma").tune == "none"
     assert get_preset("table3e-text").tune_text_encoder and get_preset("table3e-maskgen").tune_mask_generator
     assert get_preset("table3f-eva01g").clip_model == "EVA01-g-14-plus"
     assert {"paper", "mini", "tiny-test"} <= set(names)
@@ -91,7 +102,7 @@ def test_model_summary_cli_json(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["trainable"] == PAPER_TRAINABLE
     assert set(out["groups"]) == {"clip_visual", "clip_text", "lora", "sma", "adapter", "void"}
-    assert main(["model-summary", "--preset", "paper", "--set", "lora_rank=8", "--set", "qpt=false",
+    assert main(["model-summary", "--preset", "paper", "--set", "lora_rank=8",
                  "--set", "tune=none", "--json"]) == 0
     lora = json.loads(capsys.readouterr().out)
     assert lora["groups"]["lora"]["trainable"] == 24 * 4 * 8 * (1024 + 1024)

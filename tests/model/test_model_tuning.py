@@ -57,7 +57,7 @@ def test_trainable_set_per_cell():
     width, n_blocks = 64, 2
     assert counts["clip_visual"]["trainable"] == n_blocks * (width * width + width)
     assert counts["clip_text"]["trainable"] == 0
-    base = _model(sma=False, qpt=False, tune="none")
+    base = _model(sma=False, tune="none")
     assert base.parameter_counts()["all"]["trainable"] == counts["adapter"]["trainable"] + counts["void"]["trainable"]
     text = _model(tune_text_encoder=True).parameter_counts()
     assert text["clip_text"]["trainable"] == text["clip_text"]["total"] - 1  # all but logit_scale
@@ -82,7 +82,7 @@ def test_every_tune_value_builds_and_trains(tune):
 
 @pytest.mark.parametrize("rank", TABLE3B_LORA_RANKS)
 def test_every_lora_rank_builds_and_trains(rank):
-    model = _model(qpt=False, tune="none", lora_rank=rank)
+    model = _model(tune="none", lora_rank=rank)
     attn = model.classifier.tower.blocks[0].attn
     assert isinstance(attn.q_proj, LoRALinear) and isinstance(attn.out_proj, LoRALinear)
     counts = model.parameter_counts()

@@ -58,8 +58,21 @@ from smart.data.categories import builtin_vocab
 from smart.errors import DatasetError
 
 from . import checks
-from .common import Context, Journal, image_size, list_files, parallel_map, read_image, read_json, \
-    read_rgb, require_dir, save_image_atomic, work_dir, write_json_atomic, write_stamp
+from .common import (
+    Context,
+    Journal,
+    image_size,
+    list_files,
+    parallel_map,
+    read_image,
+    read_json,
+    read_rgb,
+    require_dir,
+    save_image_atomic,
+    work_dir,
+    write_json_atomic,
+    write_stamp,
+)
 from .download import ensure_archives
 
 log = logging.getLogger("smart.prepare.ade20k")

@@ -41,8 +41,7 @@ from smart.data.categories import builtin_vocab
 from smart.errors import DatasetError
 
 from . import checks
-from .common import Context, open_image, parallel_map, read_rgb, require_dir, save_image_atomic, \
-    write_stamp
+from .common import Context, open_image, parallel_map, read_rgb, require_dir, save_image_atomic, write_stamp
 from .download import ensure_archives
 
 log = logging.getLogger("smart.prepare.ade847")

@@ -15,8 +15,17 @@ import numpy as np
 
 from smart.errors import DatasetError
 
-from .common import Context, get_field, list_files, parallel_map, read_image, read_json, read_rgb, \
-    record_count, rgb2id
+from .common import (
+    Context,
+    get_field,
+    list_files,
+    parallel_map,
+    read_image,
+    read_json,
+    read_rgb,
+    record_count,
+    rgb2id,
+)
 
 # Validation image counts (datasets.md §7).
 VAL_COUNTS = {

@@ -24,8 +24,18 @@ from smart.data.categories import builtin_vocab
 from smart.errors import DatasetError
 
 from . import checks
-from .common import Context, get_field, parallel_map, read_json, read_rgb, require_dir, require_file, \
-    rgb2id, save_image_atomic, write_stamp
+from .common import (
+    Context,
+    get_field,
+    parallel_map,
+    read_json,
+    read_rgb,
+    require_dir,
+    require_file,
+    rgb2id,
+    save_image_atomic,
+    write_stamp,
+)
 from .download import ensure_archives
 
 log = logging.getLogger("smart.prepare.coco")

@@ -46,8 +46,19 @@ from smart.data.categories import builtin_vocab
 from smart.errors import DatasetError, InputError
 
 from . import checks
-from .common import Context, atomic_path, get_field, image_size, list_files, parallel_map, read_json, \
-    require_dir, require_file, save_image_atomic, write_stamp
+from .common import (
+    Context,
+    atomic_path,
+    get_field,
+    image_size,
+    list_files,
+    parallel_map,
+    read_json,
+    require_dir,
+    require_file,
+    save_image_atomic,
+    write_stamp,
+)
 from .download import ensure_archives
 
 log = logging.getLogger("smart.prepare.pascal_context")
