@@ -18,6 +18,7 @@ checkout changes nothing).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -403,21 +404,19 @@ def code_digest(paths: tuple[str, ...]) -> str:
     return hashlib.sha256("".join(f"{p}={_path_digest(p)};" for p in paths).encode()).hexdigest()[:16]
 
 
-def resolved_params_file(exp: Experiment, path: str = "params.yaml") -> str:
-    """The params file the jobs read: ``path`` when ``exp`` is what it holds, else (Snakemake
-    ``--config`` overrides) a resolved copy under ``.smart/`` named by its content hash."""
+def resolved_params_file(exp: Experiment) -> str:
+    """Write the params a Snakemake run's jobs read — params.yaml with any ``--config`` overrides — to
+    ``.smart/params.yaml`` (atomically, only when it changes) and return that path. A fixed path, so that
+    an override reruns only the stages whose params values it changes (their rule params)."""
     import yaml
 
-    from smart.config import load_params
-
-    if Path(path).exists() and Experiment.from_params(load_params(path), source=path).params == exp.params:
-        return path
-    out = Path(RESOLVED_DIR) / f"params-{exp.digest()}.yaml"
-    if not out.exists():
+    out = Path(RESOLVED_DIR) / "params.yaml"
+    text = ("# params.yaml as a Snakemake run resolved it (--config overrides included); written by the "
+            "Snakefile.\n" + yaml.safe_dump(exp.params, sort_keys=False))
+    if not out.exists() or out.read_text() != text:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text("# params.yaml with the --config overrides of a Snakemake run (written by the Snakefile)\n"
-                       + yaml.safe_dump(exp.params, sort_keys=False))
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
         tmp.replace(out)
     return str(out)
 

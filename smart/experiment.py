@@ -20,8 +20,6 @@ Example::
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +108,12 @@ class Experiment:
     @classmethod
     def load(cls, path: str | Path = "params.yaml") -> Experiment:
         return cls.from_params(load_params(path), source=str(path))
+
+    @classmethod
+    def for_job(cls, path: str | Path, *, profile: str | None = None) -> Experiment:
+        """What a job reads: the params file it was given (``--params``), under ``--profile`` if set."""
+        exp = cls.load(path)
+        return exp if profile in (None, exp.profile) else exp.with_profile(profile)
 
     @classmethod
     def from_params(cls, params: Mapping, *, source: str = "params.yaml") -> Experiment:
@@ -204,11 +208,6 @@ class Experiment:
                 raise KeyError(dotted)
             value = value[part]
         return value
-
-    def digest(self) -> str:
-        """A short content hash of the validated params (names a resolved params file)."""
-        text = json.dumps(self.params, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def with_profile(self, profile: str) -> Experiment:
         """The same params under another profile (what ``--config profile=paper`` gives)."""

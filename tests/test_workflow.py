@@ -49,7 +49,7 @@ def _snakemake_rules(proj: Path, config: dict | None = None) -> dict:
             wf = api.workflow(resource_settings=ResourceSettings(cores=1), config_settings=ConfigSettings(
                 config=config or {}), storage_settings=StorageSettings(), snakefile=proj / "Snakefile")
             return {r.name: {"input": list(r.input), "output": list(r.output), "params": dict(r.params.values),
-                             "code": r.params.code, "shell": r.shellcmd}
+                             "code": r.params.code, "cmd": r.params.cmd, "shell": r.shellcmd}
                     for r in wf._workflow.rules if r.name != "all"}
     finally:
         os.chdir(cwd)
@@ -74,12 +74,12 @@ def test_snakemake_and_dvc_run_the_same_stages(profile):
     assert len(rules) == len(dvc)
     by_rule = {"".join(ch if ch.isalnum() else "_" for ch in name): name for name in dvc}
     assert set(rules) == set(by_rule)
-    # the params file the jobs read: params.yaml, or the resolved copy holding the --config overrides
-    (params_file,) = {r["shell"].split("--params ")[1].split()[0] for r in rules.values() if "--params " in r["shell"]}
     for rule, sm in rules.items():
         st = dvc[by_rule[rule]]
         where = f"{by_rule[rule]}: "
-        assert sm["shell"] == st["cmd"].replace("--params params.yaml", f"--params {params_file}") + " > {log} 2>&1"
+        # the same command; under Snakemake, jobs read params.yaml as resolved with --config overrides
+        assert sm["cmd"] == st["cmd"].replace("--params params.yaml", "--params .smart/params.yaml"), where
+        assert sm["shell"] == "{params.cmd} > {log} 2>&1"
         code = [d for d in st["deps"] if d.startswith("smart/")]
         data = [d for d in st["deps"] if not d.startswith("smart/")]
         assert code, where + "no code dependency"
@@ -96,21 +96,26 @@ def test_snakemake_and_dvc_run_the_same_stages(profile):
 
 
 def test_config_overrides_reach_the_jobs(tmp_path):
-    """`snakemake --config profile=paper`: the jobs read a resolved params file holding the override."""
+    """`snakemake --config profile=paper`: the jobs read the resolved params, override included, and an
+    override reruns only what reads the keys it changes."""
     proj = tmp_path / "proj"
     proj.mkdir()
     shutil.copy(REPO / "Snakefile", proj / "Snakefile")
     shutil.copytree(REPO / "workflow", proj / "workflow")
     (proj / "smart").symlink_to(REPO / "smart")
     shutil.copy(REPO / "params.yaml", proj / "params.yaml")
+    base = _snakemake_rules(proj)
+    assert Experiment.load(proj / ".smart/params.yaml").params == Experiment.load(proj / "params.yaml").params
     rules = _snakemake_rules(proj, {"profile": "paper"})
-    files = {r["shell"].split("--params ")[1].split()[0] for r in rules.values() if "--params " in r["shell"]}
-    assert len(files) == 1
-    (resolved,) = files
-    assert resolved.startswith(".smart/params-")
-    job_view = Experiment.load(proj / resolved)
+    assert all("--params .smart/params.yaml" in r["cmd"] for r in rules.values() if "--params" in r["cmd"])
+    job_view = Experiment.load(proj / ".smart/params.yaml")
     assert job_view.profile == "paper" and "table3f_eva01g" in job_view.cells
-    assert _snakemake_rules(proj)["train_smart_s0"]["shell"].count("--params params.yaml") == 1
+    eval_keys = {k: v for k, v in load_params(proj / "params.yaml")["eval"].items()}
+    tweaked = _snakemake_rules(proj, {"eval": {**eval_keys, "overlap_threshold": 0.7}})
+    assert Experiment.load(proj / ".smart/params.yaml").eval["overlap_threshold"] == 0.7
+    changed = {n for n, r in tweaked.items() if (r["params"], r["cmd"], r["code"]) != (
+        base[n]["params"], base[n]["cmd"], base[n]["code"])}
+    assert changed == {n for n in base if n.startswith("eval_")}, changed
 
 
 def test_the_paper_profile_dag_builds(tmp_path):

@@ -1,4 +1,4 @@
-"""``python -m smart check-dataset NAME``: decode and validate every sample, write statistics.
+"""Decode and validate every sample of a dataset and gather statistics (``python -m smart check-dataset``).
 
 Reads each image and annotation through the registry (which raises a clear error on any
 inconsistency) and writes a JSON summary: image count, classes present, per-class pixel fractions,
@@ -8,21 +8,10 @@ COCO-like training set.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
-
-HELP = "validate every sample of a dataset and write its statistics (classes present, held-out classes)"
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="dataset name or alias")
-    p.add_argument("--profile", default="mini", choices=["mini", "paper"])
-    p.add_argument("--root", default=None, help="dataset root (default: data/mini or $DETECTRON2_DATASETS)")
-    p.add_argument("--out", default=None, help="write the statistics JSON here")
-    p.add_argument("--limit", type=int, default=None, help="check only the first N samples")
 
 
 def dataset_stats(ds, limit: int | None = None) -> dict:
@@ -71,18 +60,3 @@ def dataset_stats(ds, limit: int | None = None) -> dict:
         held = {w["universe"][i]["name"] for i in w["held_out"]}
         stats["held_out_classes_present"] = sorted(ds.vocab[t].name for t in present if ds.vocab[t].name in held)
     return stats
-
-
-def run(args) -> int:
-    from smart.data.registry import Dataset
-
-    ds = Dataset.open(args.name, profile=args.profile, root=args.root)
-    stats = dataset_stats(ds, args.limit)
-    text = json.dumps(stats, indent=1) + "\n"
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    print(f"{ds.name}: {stats['images']} images, {stats['classes_present']}/{stats['num_classes']} classes present, "
-          f"{stats['ignored_pixel_fraction']:.1%} pixels ignored"
-          + (f", {len(stats['held_out_classes_present'])} held-out classes" if "held_out_classes_present" in stats else ""))
-    return 0

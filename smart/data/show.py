@@ -1,4 +1,4 @@
-"""``python -m smart show-dataset NAME --out grid.png``: a grid of images with their annotation overlay.
+"""A grid of a dataset's images with their annotation overlay (``python -m smart show-dataset``).
 
 Each cell shows an image and, next to it, its panoptic segments (things outlined, each instance its
 own shade of the class colour), its semantic map, or its referring target with the expression. A
@@ -7,22 +7,11 @@ legend names every class that appears in the grid.
 
 from __future__ import annotations
 
-import argparse
 import colorsys
 import textwrap
+from pathlib import Path
 
 import numpy as np
-
-HELP = "draw a grid of a dataset's images with their panoptic/semantic/referring overlay and a legend"
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="dataset name or alias (coco, coco_train, ade150, ade847, mapillary, pc59, pc459, refcoco, refcoco+)")
-    p.add_argument("--out", required=True, help="output PNG (or PDF) path")
-    p.add_argument("--profile", default="mini", choices=["mini", "paper"])
-    p.add_argument("--root", default=None, help="dataset root (default: data/mini or $DETECTRON2_DATASETS)")
-    p.add_argument("-n", "--num", type=int, default=8, help="number of images")
-    p.add_argument("--start", type=int, default=0, help="index of the first image")
 
 
 def class_colours(n: int) -> np.ndarray:
@@ -67,7 +56,10 @@ def overlay(sample: dict, ignore_label: int, palette: np.ndarray) -> tuple[np.nd
     return vis.astype(np.uint8), shown
 
 
-def run(args) -> int:
+def draw_grid(name: str, *, out: str | Path, profile: str = "mini", root: str | None = None, num: int = 8,
+              start: int = 0) -> str:
+    """Draw ``num`` images of dataset ``name`` from index ``start`` with their overlays and a legend into
+    ``out`` (PNG or PDF, written atomically); returns the title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,8 +68,8 @@ def run(args) -> int:
 
     from smart.data.registry import Dataset
 
-    ds = Dataset.open(args.name, profile=args.profile, root=args.root)
-    idx = list(range(args.start, min(len(ds), args.start + args.num)))
+    ds = Dataset.open(name, profile=profile, root=root)
+    idx = list(range(start, min(len(ds), start + num)))
     palette = class_colours(len(ds.vocab))
     cols = 4
     rows = -(-len(idx) // cols)
@@ -95,7 +87,7 @@ def run(args) -> int:
         a0.set_title(str(s["image_id"])[-14:], fontsize=6)
         if "sentences" in s:
             a1.set_title("\n".join(textwrap.wrap(s["sentences"][0], 26)), fontsize=5)
-    title = f"{ds.name} ({args.profile}): {len(ds)} images, {len(ds.vocab)} classes"
+    title = f"{ds.name} ({profile}): {len(ds)} images, {len(ds.vocab)} classes"
     fig.suptitle(title, fontsize=9)
     if shown:
         handles = [Patch(color=palette[t] / 255.0, label=f"{ds.vocab[t].name}{' (thing)' if ds.vocab[t].isthing else ''}")
@@ -103,7 +95,11 @@ def run(args) -> int:
         fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=5.5, frameon=False,
                    bbox_to_anchor=(0.5, -0.02 - 0.022 * (len(handles) // 4)))
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    fig.savefig(args.out, dpi=150, bbox_inches="tight", metadata={"Software": None} if str(args.out).endswith(".png") else None)
+    from smart.io import atomic_path
+
+    fmt = "png" if str(out).endswith(".png") else None
+    with atomic_path(out) as tmp:  # creates the folder; a failed save leaves nothing partial
+        fig.savefig(tmp, format=fmt or Path(out).suffix.lstrip("."), dpi=150, bbox_inches="tight",
+                    metadata={"Software": None} if fmt == "png" else None)
     plt.close(fig)
-    print(f"wrote {args.out}: {title}")
-    return 0
+    return title

@@ -1,4 +1,4 @@
-"""The Table 2 efficiency benchmark (smart/eval/benchmark.py, cli_benchmark.py) on a tiny world.
+"""The Table 2 efficiency benchmark (smart/eval/benchmark.py, smart/cli/benchmark.py) on a tiny world.
 
 Tiny random-init CLIP (``tiny-test`` preset) and tiny random Mask2Former; 64 px images; CPU (the
 CUDA test runs only where a GPU is present).

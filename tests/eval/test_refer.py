@@ -1,4 +1,4 @@
-"""Table 4 zero-shot referring segmentation (smart/eval/refer.py, smart/eval/cli_refer.py).
+"""Table 4 zero-shot referring segmentation (smart/eval/refer.py, smart/cli/eval_refer.py).
 
 Hand-made tensors for the oIoU arithmetic and the cosine selection; a tiny random-init CLIP
 (``tiny-test`` preset) and a tiny random Mask2Former on a 4-image referring mini world end to end.

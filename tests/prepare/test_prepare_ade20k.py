@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from smart.data.prepare import ade20k
-from smart.data.prepare.cli import prepare_dataset
+from smart.data.prepare.runner import prepare_dataset
 from smart.errors import DatasetError
 
 # Palette (VOC colour map of category + 1), written out by hand:

@@ -6,7 +6,7 @@ import tifffile
 from PIL import Image
 
 from smart.data.prepare import ade847
-from smart.data.prepare.cli import prepare_dataset
+from smart.data.prepare.runner import prepare_dataset
 from smart.errors import DatasetError
 
 I = 65535

@@ -9,7 +9,7 @@ from PIL import Image
 
 from smart.cli import main
 from smart.data.prepare import ALL_ORDER, DATASETS
-from smart.data.prepare.cli import prepare_dataset
+from smart.data.prepare.runner import prepare_dataset
 from smart.errors import DatasetError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -6,7 +6,7 @@ from PIL import Image
 
 from smart.cli import main
 from smart.data.prepare import coco as coco_mod
-from smart.data.prepare.cli import prepare_dataset
+from smart.data.prepare.runner import prepare_dataset
 from smart.errors import DatasetError
 
 # Hand-written expected 133-class maps (detectron2 COCO order: person 0, car 2, toothbrush 79,

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from smart.data.prepare import download as dl
-from smart.data.prepare.cli import prepare_dataset
+from smart.data.prepare.runner import prepare_dataset
 from smart.errors import DatasetError
 
 DATA = bytes(range(256)) * 40  # 10240 bytes

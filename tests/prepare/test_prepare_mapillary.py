@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from smart.data.prepare import mapillary
-from smart.data.prepare.cli import prepare_dataset
+from smart.data.prepare.runner import prepare_dataset
 from smart.errors import DatasetError
 
 

@@ -7,7 +7,7 @@ import tifffile
 from PIL import Image
 
 from smart.data.prepare import pascal_context as pc
-from smart.data.prepare.cli import prepare_dataset
+from smart.data.prepare.runner import prepare_dataset
 from smart.errors import DatasetError
 
 I8, I16 = 255, 65535

@@ -6,7 +6,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from smart.data.prepare import refcoco
-from smart.data.prepare.cli import prepare_dataset
+from smart.data.prepare.runner import prepare_dataset
 from smart.errors import DatasetError
 
 # pycocotools' decode() uses a NumPy-1 idiom that NumPy 2 flags with a DeprecationWarning

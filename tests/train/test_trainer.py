@@ -1,4 +1,4 @@
-"""The SMART trainer (smart/train/loop.py, optim.py, checkpoint.py, cli_train.py) on a tiny mini world.
+"""The SMART trainer (smart/train/loop.py, optim.py, checkpoint.py, smart/cli/train.py) on a tiny mini world.
 
 Tiny random-init CLIP (``tiny-test`` preset) and tiny random Mask2Former; 64 px crops; CPU only.
 """
@@ -172,7 +172,8 @@ def _write_params(tmp_path, **train_over):
     params["model"]["mini"] = {"preset": "tiny-test"}
     mini = params["train_defaults"]["mini"]
     mini.update(iterations=2, batch_size=2, crop_size=64, log_period=1, checkpoint_period=1, generator="swinb",
-                generators={"swinb": dict(TINY_GEN["tiny"]), "r50": dict(TINY_GEN["tiny"])}, **train_over)
+                generators={"swinb": dict(TINY_GEN["tiny"]), "r50": dict(TINY_GEN["tiny"]),
+                            "swinb_scratch": dict(TINY_GEN["tiny"])}, **train_over)
     p = tmp_path / "params.yaml"
     p.write_text(yaml.safe_dump(params, sort_keys=False))
     return p
@@ -200,6 +201,10 @@ def test_cli_train_and_bad_input(root, tmp_path, capsys):
     p.write_text(yaml.safe_dump(params))
     assert main(["train", "--params", str(p), "--cell", "smart", "--root", str(root), "--out", str(out)]) == 2
     assert "cells.smart.train.learning_rate" in capsys.readouterr().err
+    # the whole file is validated before any job starts: another cell's error stops it too
+    assert main(["train", "--params", str(p), "--cell", "smart_r50", "--root", str(root), "--out", str(out)]) == 2
+    assert "cells.smart.train.learning_rate" in capsys.readouterr().err
+    _write_params(tmp_path)
     assert main(["train", "--params", str(p), "--cell", "smart_r50", "--root", str(root), "--out", str(out),
                  "--proposals", str(tmp_path / "missing")]) == 2
     assert "proposal store not found" in capsys.readouterr().err

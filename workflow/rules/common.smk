@@ -6,7 +6,8 @@ import smart.paths as P
 from smart.dag import build_stages, code_digest, resolved_params_file, snakemake_inputs
 from smart.experiment import Experiment
 
-# params.yaml (with any --config overrides), validated once; jobs read the same values from PARAMS_FILE.
+# params.yaml (with any --config overrides), validated once; every job reads the same values from
+# PARAMS_FILE (.smart/params.yaml, rewritten at each start: a fixed path, so it triggers no rerun itself).
 EXP = Experiment.from_params(config, source="params.yaml")
 PARAMS_FILE = resolved_params_file(EXP)
 STAGES = build_stages(EXP)
@@ -28,6 +29,7 @@ for _st in STAGES:
             # a stage reruns when a params key it reads changes, or the code it runs (content hash)
             values={k: EXP.get(k) for k in _st.params},
             code=code_digest(_st.code),
+            cmd=_st.command(PARAMS_FILE),  # a rule body runs after the loop: it reads its command from params
         log:
             _st.log,
         benchmark:
@@ -38,4 +40,4 @@ for _st in STAGES:
             gpu=_st.gpu,
         localrule: _st.local
         shell:
-            _st.command(PARAMS_FILE) + " > {log} 2>&1"
+            "{params.cmd} > {log} 2>&1"

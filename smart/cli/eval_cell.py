@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 
-from smart.eval.cli_common import add_cell_arguments, open_cell_run
+from smart.cli.cell_run import add_cell_arguments, open_cell_run
 
 HELP = "evaluate one seed of a trained cell (PQ / mIoU) on its benchmarks"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_cell_arguments(p, params_help="params file (eval, cells, cell_defaults)")
+    add_cell_arguments(p)
     p.add_argument("--datasets", nargs="+", default=None, help="benchmarks (default: the cell's `datasets`)")
     p.add_argument("--proposals-root", default=None,
                    help="directory holding one proposal cache per dataset (default: run the generator on the fly)")
@@ -49,9 +49,9 @@ def run(args) -> int:
 
     log = logging.getLogger("smart.eval.cell")
     run_ = open_cell_run(args)
-    params, profile, spec, root, device, model, meta = (run_.params, run_.profile, run_.spec, run_.root, run_.device,
+    profile, spec, root, device, model, meta = (run_.profile, run_.spec, run_.root, run_.device,
                                                         run_.model, run_.meta)
-    settings = eval_settings(params, oracle=spec.oracle, source=args.params)
+    settings = eval_settings(run_.exp, oracle=spec.oracle)
     tcfg = meta.get("train_config") or {}
     pad = float(tcfg.get("proposal_pad_logit", -20.0))
     gen_state = meta.get("generator_state") or {}

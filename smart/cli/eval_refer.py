@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 
-from smart.eval.cli_common import add_cell_arguments, open_cell_run
+from smart.cli.cell_run import add_cell_arguments, open_cell_run
 
 HELP = "Table 4: zero-shot referring segmentation (oIoU) with CLIP before / after SMART tuning"
 
@@ -31,7 +31,7 @@ DEFAULT_DATASETS = ("refcoco", "refcoco+")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_cell_arguments(p, params_help="params file (cells, data roots, generators)")
+    add_cell_arguments(p)
     p.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS),
                    help="referring benchmarks (default: refcoco refcoco+)")
     p.add_argument("--out", required=True, help="metrics file (numbers only, percent)")

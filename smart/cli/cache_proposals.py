@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from smart.cli.context import RunContext, add_run_arguments
+
 HELP = "cache the top-K mask proposals of a frozen mask generator for a dataset split (sharded, compact)"
 
 
@@ -26,23 +28,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="dataset split (registry name or alias, e.g. coco_train, coco, ade150)")
     p.add_argument("--generator", required=True, help="generator checkpoint directory, mini name or hub name")
     p.add_argument("--models-dir", default="data/models", help="where mini generator names are looked up")
-    p.add_argument("--params", default="params.yaml", help="params file holding the proposals section")
-    p.add_argument("--root", default=None, help="dataset root (default: the profile's, data/mini for mini)")
-    p.add_argument("--profile", default=None, help="mini | paper (default: params profile)")
     p.add_argument("--out", required=True, help="output cache directory")
     p.add_argument("--batch-size", type=int, default=16, help="images per generator forward")
     p.add_argument("--limit", type=int, default=None, help="cache only the first N images (development)")
     p.add_argument("--overwrite", action="store_true", help="replace a cache of another generator/dataset in --out")
-    p.add_argument("--device", default="cpu", help="torch device of the generator")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
+    add_run_arguments(p, device=True, threads=True)
 
 
 def run(args) -> int:
-    import torch
-
-    from smart.config import load_params, proposals_params
     from smart.data.proposals import (
-        ProposalCacheConfig,
         cache_proposals,
         generator_identity,
         resolve_generator,
@@ -51,14 +45,11 @@ def run(args) -> int:
     from smart.errors import ConfigError
     from smart.model.mask_generator import Mask2FormerGenerator, build_mask_generator
 
-    params = load_params(args.params)
-    profile = args.profile or params.get("profile", "mini")
-    cfg = ProposalCacheConfig.from_dict(proposals_params(params, profile=profile, source=args.params),
-                                        source=args.params, key=f"proposals.{profile}")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    ds = Dataset.open(args.dataset, profile=profile, root=args.root)
-    entry = ((params.get("train_defaults") or {}).get(profile) or {}).get("generators", {}).get(args.generator)
+    ctx = RunContext(args)
+    exp = ctx.experiment
+    profile, cfg, device = exp.profile, exp.proposal_config(), ctx.device()
+    ds = Dataset.open(args.dataset, profile=profile, root=ctx.root)
+    entry = exp.train_defaults()["generators"].get(args.generator)
     d2 = False
     if entry is not None and not Path(args.generator).is_dir():  # a generator of the params file, by key
         if not entry.get("pretrained"):
@@ -74,7 +65,7 @@ def run(args) -> int:
     else:
         gen = Mask2FormerGenerator.from_pretrained(source, tune=False, top_k=None, score_mode=cfg.score_mode)
     ident = generator_identity(source)
-    gen.to(args.device)
+    gen.to(device)
     man = cache_proposals(gen, ds, args.out, cfg, generator_id=ident, dataset_alias=args.dataset,
                           batch_size=args.batch_size, overwrite=args.overwrite, limit=args.limit)
     print(f"{man['num_images']} images of {man['dataset']} -> {args.out}: K={man['top_k']}, "

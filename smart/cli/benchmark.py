@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 
-from smart.eval.cli_common import add_cell_arguments, open_cell_run
+from smart.cli.cell_run import add_cell_arguments, open_cell_run
 
 HELP = "time end-to-end inference (FPS, memory) of a trained cell at batch size 1 (Table 2)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_cell_arguments(p, params_help="params file (report.table2, eval, cells)")
+    add_cell_arguments(p)
     p.add_argument("--out", required=True, help="output JSON file")
     p.add_argument("--dataset", default=None, help="benchmark dataset (default: params.yaml report.table2.dataset)")
     p.add_argument("--images", type=int, default=None, help="timed images (default: report.table2.images)")
@@ -36,7 +36,6 @@ def run(args) -> int:
 
     import torch
 
-    from smart.config import cell_spec, load_params
     from smart.data.registry import Dataset
     from smart.errors import ConfigError
     from smart.eval.benchmark import benchmark_model
@@ -45,8 +44,8 @@ def run(args) -> int:
     from smart.provenance import write_result
 
     log = logging.getLogger("smart.eval.benchmark")
-    params = load_params(args.params)
-    spec = cell_spec(params, args.cell, source=args.params)
+    run_ = open_cell_run(args)
+    params, spec = run_.exp.params, run_.spec
     if spec.oracle != "none":
         raise ConfigError(f"the benchmark times a cell's own mask generator and classifier; {args.cell!r} is an "
                           f"oracle cell ({spec.oracle})", path=args.params, field=f"cells.{args.cell}.oracle")
@@ -56,8 +55,7 @@ def run(args) -> int:
         raise ConfigError("no benchmark dataset: pass --dataset or set report.table2.dataset", path=args.params,
                           field="report.table2.dataset")
     images = args.images if args.images is not None else bench.get("images", 100)
-    settings = eval_settings(params, source=args.params)
-    run_ = open_cell_run(args)
+    settings = eval_settings(run_.exp)
     profile, root, device, model, meta = run_.profile, run_.root, run_.device, run_.model, run_.meta
     gen_state = meta.get("generator_state") or {}
     gcfg = run_.generator_config(args)

@@ -20,6 +20,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from smart.cli.context import add_run_arguments
 from smart.errors import InputError
 
 HELP = "score predictions: panoptic (PQ as panopticapi) or semantic (mIoU as detectron2)"
@@ -29,7 +30,7 @@ log = logging.getLogger("smart.eval")
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="metrics JSON to write (NaN is written as null)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    add_run_arguments(p, params=False, profile=False, root=False, workers=True)
     p.add_argument("--lenient", action="store_true",
                    help="only reject what the reference rejects; log the other inconsistencies as warnings")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

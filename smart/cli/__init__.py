@@ -1,8 +1,10 @@
 """Command-line entry point: ``python -m smart <verb> ...``.
 
-Each verb lives in its own module, imported only when the verb runs, so that light verbs (dataset
-preparation, evaluation, tables) start without importing torch. A verb module provides ``HELP`` (one
-line), ``add_arguments(parser)`` and ``run(args) -> int``.
+Each verb lives in its own module of this package, imported only when the verb runs, so that light verbs
+(dataset preparation, evaluation, tables) start without importing torch. A verb module provides ``HELP``
+(one line), ``add_arguments(parser)`` and ``run(args) -> int``; the flags verbs share (``--params``,
+``--profile``, ``--root``, ``--device``, ``--threads``, ``--workers``) are declared and resolved in one
+place, :mod:`smart.cli.context`.
 """
 
 from __future__ import annotations
@@ -14,25 +16,25 @@ import sys
 
 from smart.errors import InputError
 
-# verb -> module implementing it
+# verb -> module implementing it (all in smart/cli/; the shared flags are in smart/cli/context.py)
 COMMANDS: dict[str, str] = {
-    "make-mini": "smart.data.mini.cli",
-    "show-dataset": "smart.data.show",
-    "check-dataset": "smart.data.check",
-    "prepare": "smart.data.prepare.cli",
-    "evaluate": "smart.eval.cli",
-    "table": "smart.report.cli",
-    "figure": "smart.report.cli_figure",
-    "pretrain-clip": "smart.train.cli_clip",
-    "train": "smart.train.cli_train",
-    "pretrain-generator": "smart.train.cli_generator",
-    "cache-proposals": "smart.data.cli_proposals",
-    "model-summary": "smart.model.summary",
-    "eval-cell": "smart.eval.cli_cell",
-    "benchmark": "smart.eval.cli_benchmark",
-    "eval-refer": "smart.eval.cli_refer",
-    "paper-smoke": "smart.smoke",
-    "convert-generator": "smart.model.cli_convert",
+    "make-mini": "smart.cli.make_mini",
+    "show-dataset": "smart.cli.show_dataset",
+    "check-dataset": "smart.cli.check_dataset",
+    "prepare": "smart.cli.prepare",
+    "evaluate": "smart.cli.evaluate",
+    "table": "smart.cli.table",
+    "figure": "smart.cli.figure",
+    "pretrain-clip": "smart.cli.pretrain_clip",
+    "train": "smart.cli.train",
+    "pretrain-generator": "smart.cli.pretrain_generator",
+    "cache-proposals": "smart.cli.cache_proposals",
+    "model-summary": "smart.cli.model_summary",
+    "eval-cell": "smart.cli.eval_cell",
+    "benchmark": "smart.cli.benchmark",
+    "eval-refer": "smart.cli.eval_refer",
+    "paper-smoke": "smart.cli.paper_smoke",
+    "convert-generator": "smart.cli.convert_generator",
 }
 
 

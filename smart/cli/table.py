@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import argparse
 
+from smart.cli.context import RunContext, add_run_arguments
+
 HELP = "write a paper table (CSV + .md + .tex) from the pipeline's results, next to the paper's numbers"
 
-NAMES = ("table1", "table2", "table3a", "table3b", "table3c", "table3d", "table3e", "table3f", "table4")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", choices=NAMES, help="which table")
-    p.add_argument("--params", default="params.yaml", help="params file (report, cells)")
-    p.add_argument("--profile", default=None, choices=["mini", "paper"], help="default: params.yaml `profile`")
+    from smart.paths import TABLES
+
+    p.add_argument("name", choices=TABLES, help="which table")
+    add_run_arguments(p, root=False)
     p.add_argument("--metrics-dir", default="results/metrics", help="directory of <cell>/s<seed>/<dataset>.json")
     p.add_argument("--train-dir", default="results/train", help="directory of <cell>/s<seed>/summary.json")
     p.add_argument("--benchmark", default=None, help="Table 2: the benchmark JSON (default results/benchmarks/<cell>.json)")
@@ -29,13 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from smart.config import load_params
+    from smart.paths import benchmark_file
     from smart.report.tables import TABLE3, build_table1, build_table3, paper_numbers, write_table
 
-    params = load_params(args.params)
-    profile = args.profile or params["profile"]
+    exp = RunContext(args).experiment
+    params, profile = exp.params, exp.profile
     numbers = paper_numbers()
     decimals = None
     if args.name == "table1":
@@ -50,7 +50,7 @@ def run(args) -> int:
 
         decimals = DECIMALS
         cell = params["report"]["table2"]["cell"]
-        bench = args.benchmark or str(Path("results/benchmarks") / f"{cell}.json")
+        bench = args.benchmark or benchmark_file(cell)
         df = build_table2(params=params, benchmark_json=bench, train_dir=args.train_dir,
                           metrics_dir=args.metrics_dir, profile=profile)
         caption = numbers["table2"]["caption"]

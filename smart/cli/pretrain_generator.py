@@ -17,21 +17,20 @@ from __future__ import annotations
 import argparse
 import math
 
+from smart.cli.context import RunContext, add_run_arguments
+
 HELP = "pretrain a mini Mask2Former mask generator (mini-r50 | mini-swinb) on the COCO-like train split"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="generator name: a key of params mini_generators (and of TINY_CONFIGS)")
-    p.add_argument("--params", default="params.yaml", help="params file holding the mini_generators section")
-    p.add_argument("--root", default="data/mini", help="dataset root of the mini world")
     p.add_argument("--out", required=True, help="output checkpoint directory (save_pretrained format)")
     p.add_argument("--metrics", default=None, help="summary JSON (recall, PQ, steps/s, parameters)")
     p.add_argument("--train-log", default=None, help="JSON-lines training curve (default <out>/train_log.jsonl)")
     p.add_argument("--checkpoint-every", type=int, default=100,
                    help="steps between scratch checkpoints for resuming (0 = none)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing scratch checkpoint")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch intra-op threads (0 = torch's default; 1 is fastest on a shared 2-core CPU)")
+    add_run_arguments(p, profile=False, threads=True)
 
 
 def _f(v, scale: float = 1.0) -> str:
@@ -41,18 +40,16 @@ def _f(v, scale: float = 1.0) -> str:
 
 
 def run(args) -> int:
-    import torch
-
-    from smart.config import load_params, mini_generator_params
+    from smart.config import mini_generator_params
     from smart.provenance import write_result
     from smart.train.generator_pretrain import GeneratorPretrainConfig, train_generator
 
-    params = load_params(args.params)
-    cfg = GeneratorPretrainConfig.from_dict(mini_generator_params(params, args.name, source=args.params),
+    ctx = RunContext(args)
+    cfg = GeneratorPretrainConfig.from_dict(mini_generator_params(ctx.experiment.params, args.name,
+                                                                  source=args.params),
                                             name=args.name, source=args.params)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    summary = train_generator(args.name, cfg, root=args.root, out_dir=args.out, curve_path=args.train_log,
+    ctx.set_threads()
+    summary = train_generator(args.name, cfg, root=ctx.root or "data/mini", out_dir=args.out, curve_path=args.train_log,
                               checkpoint_every=args.checkpoint_every, resume=not args.no_resume)
     if args.metrics:
         write_result(args.metrics, summary)

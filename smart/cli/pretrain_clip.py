@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import argparse
 
+from smart.cli.context import RunContext, add_run_arguments
+
 HELP = "pretrain the mini CLIP (open_clip architecture) on the mini world's caption corpus"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml", help="params file holding the mini_clip section")
     p.add_argument("--captions", required=True, help="caption corpus directory (with manifest.json)")
     p.add_argument("--out", required=True, help="output checkpoint directory (open_clip local-dir format)")
     p.add_argument("--metrics", default=None, help="also write the summary (zero-shot accuracy) here")
     p.add_argument("--train-log", default=None, help="JSON-lines training curve")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch intra-op threads (0 = torch's default; the DAG gives 1 so that a generator trains alongside)")
+    add_run_arguments(p, profile=False, root=False, threads=True)
 
 
 def run(args) -> int:
-    import torch
-
-    from smart.config import load_params, section
     from smart.train.clip_pretrain import MiniClipConfig, train
 
-    cfg = MiniClipConfig.from_dict(section(load_params(args.params), "mini_clip", source=args.params),
-                                   source=args.params)
-    torch.set_num_threads(args.threads if args.threads > 0 else max(1, torch.get_num_threads()))
+    ctx = RunContext(args)
+    cfg = MiniClipConfig.from_dict(ctx.section("mini_clip"), source=args.params)
+    ctx.set_threads()
     summary = train(cfg, args.captions, args.out, metrics_path=args.train_log)
     if args.metrics:
         from smart.provenance import write_result

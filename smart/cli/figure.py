@@ -16,30 +16,32 @@ from __future__ import annotations
 
 import argparse
 
+from smart.cli.context import RunContext, add_run_arguments
+
 HELP = "draw a paper figure (fig2, fig6) as PDF + PNG from the metric files"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", choices=["fig2", "fig6"], help="which figure")
-    p.add_argument("--params", default="params.yaml", help="params file (report, cells, train_defaults)")
+    from smart.paths import FIGURES
+
+    p.add_argument("name", choices=FIGURES, help="which figure")
     p.add_argument("--metrics-dir", default="results/metrics",
                    help="directory of <cell>/s<seed>/<dataset>.json metrics")
     p.add_argument("--out", default=None, help="output PDF (default: results/figures/NAME.pdf); PNG alongside")
     p.add_argument("--plots-dir", default="results/plots", help="fig6: directory of the DVC plot CSVs")
-    p.add_argument("--profile", choices=("mini", "paper"), default=None,
-                   help="profile shown in the title and used to resolve Fig. 6 x values (default: params.yaml)")
+    add_run_arguments(p, root=False)
 
 
 def run(args) -> int:
-    from smart.config import load_params
+    from smart.paths import figure_files
     from smart.report.figures import make_fig2, make_fig6
 
-    params = load_params(args.params)
-    out = args.out or f"results/figures/{args.name}.pdf"
+    exp = RunContext(args).experiment
+    params, profile = exp.params, exp.profile
+    out = args.out or figure_files(args.name)[0]
     if args.name == "fig2":
-        written = make_fig2(params, args.metrics_dir, out, profile=args.profile, source=args.params)
+        written = make_fig2(params, args.metrics_dir, out, profile=profile, source=args.params)
     else:
-        written = make_fig6(params, args.metrics_dir, out, args.plots_dir, profile=args.profile,
-                            source=args.params)
+        written = make_fig6(params, args.metrics_dir, out, args.plots_dir, profile=profile, source=args.params)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
