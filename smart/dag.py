@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -89,6 +89,15 @@ class Stage:
         return [f for o in self.outs for f in o.snakemake]
 
 
+def cli_code(verb: str) -> tuple[str, ...]:
+    """The command-line code a verb runs: its module in ``smart/cli`` and the shared run context."""
+    from smart.cli import COMMANDS
+
+    module = COMMANDS[verb].replace(".", "/") + ".py"
+    shared = ("smart/cli/cell_run.py",) if verb in ("eval-cell", "benchmark", "eval-refer") else ()
+    return (module, "smart/cli/context.py") + shared
+
+
 def stage_name(stage: str, item: str | None = None) -> str:
     """DVC stage names: '@' is reserved for foreach stages, so use '-' (and spell out '+')."""
     return stage if item is None else f"{stage}-{item.replace('+', '_plus')}"
@@ -153,7 +162,7 @@ def build_stages(exp: Experiment) -> list[Stage]:
     prof, root = exp.profile, exp.root
 
     def add(st: Stage) -> None:
-        stages.setdefault(st.name, st)
+        stages.setdefault(st.name, replace(st, code=cli_code(st.argv[0]) + st.code))
 
     # ---------------------------------------------------------------- datasets and pretrained models
     if exp.mini:
