@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from smart.errors import ConfigError
+from smart.paths import ALL_DATASETS, EVAL_DATASETS, REFER_DATASETS, TABLE3_PARTS
 
 # Schema of the mini_world section: key -> type (nested dicts are checked recursively).
 MINI_WORLD_SCHEMA: dict[str, Any] = {
@@ -415,8 +416,7 @@ PROPOSALS_SCHEMA: dict[str, Any] = {
     "test_sizes": (dict, type(None)),
 }
 # Datasets a test size can be given for (``default`` covers the others).
-TEST_SIZE_DATASETS = ("default", "coco_train", "coco", "ade150", "mapillary", "ade847", "pc59", "pc459",
-                      "refcoco", "refcoco+")
+TEST_SIZE_DATASETS = ("default",) + ALL_DATASETS
 
 
 def check_test_sizes(value: Any, *, key: str, source: str | Path | None = None) -> None:
@@ -483,7 +483,6 @@ EVAL_SCHEMA: dict[str, Any] = {
 SCHEMAS["eval"] = EVAL_SCHEMA
 CELL_DEFAULTS_SCHEMA: dict[str, Any] = {"seeds": list, "datasets": list}
 SCHEMAS["cell_defaults"] = CELL_DEFAULTS_SCHEMA
-EVAL_DATASETS = ("coco", "ade150", "mapillary", "ade847", "pc59", "pc459")
 ORACLES = ("none", "generator", "classifier")
 
 
@@ -567,7 +566,7 @@ def cell_spec(params: dict, cell: str, *, source: str | Path | None = None) -> C
 
 # params.yaml ``report``: which cells fill which table rows / figure bars (smart.report).
 REPORT_KEYS = ("table1", "table2", "table3", "table4", "fig2", "fig6")
-TABLE3_KEYS = ("a_tuned_parameters", "b_lora_rank", "c_da_layers", "d_components", "e_extra_tuning", "f_vlm_backbone")
+TABLE3_KEYS = tuple(TABLE3_PARTS.values())
 
 
 def check_report(params: dict, *, source: str | Path | None = None) -> dict:
@@ -599,7 +598,7 @@ def check_report(params: dict, *, source: str | Path | None = None) -> dict:
             cell(c, f"report.table3.{part}.{setting}")
     cell(rep["table4"].get("cell"), "report.table4.cell")
     for d in rep["table4"].get("datasets") or []:
-        if d not in ("refcoco", "refcoco+"):
+        if d not in REFER_DATASETS:
             raise ConfigError(f"unknown referring dataset {d!r}", path=source, field="report.table4.datasets")
     for fig, parts in rep["fig2"].items():
         for bar, c in parts.items():

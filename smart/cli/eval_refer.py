@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import argparse
 
+import smart.paths as P
 from smart.cli.cell_run import add_cell_arguments, open_cell_run
 
 HELP = "Table 4: zero-shot referring segmentation (oIoU) with CLIP before / after SMART tuning"
 
-DEFAULT_DATASETS = ("refcoco", "refcoco+")
+DEFAULT_DATASETS = P.REFER_DATASETS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

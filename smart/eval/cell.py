@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from smart.config import ORACLES
 from smart.data.sources import OnTheFlyProposals, generator_proposals, store_proposals  # noqa: F401 (re-exported)
 from smart.errors import ConfigError, InputError
 
 _log = logging.getLogger("smart.eval.cell")
 
-ORACLES = ("none", "generator", "classifier")
 
 
 @dataclass(frozen=True)

@@ -219,12 +219,14 @@ class SmartModel(nn.Module):
                      decay_ndim_only: bool = True) -> list[dict[str, Any]]:
         """AdamW parameter groups (nanoGPT style): >= 2-D weights decay, biases / 1-D / void do not
         (spec §4.7 [REC]); tuned CLIP parameters get ``lr * fq_lr_multiplier`` (spec I4)."""
+        from smart.train.optim import no_decay  # the decay rule every trainer shares
+
         groups: dict[tuple[bool, bool], list] = {}
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
             is_clip = self.parameter_group(name) in ("clip_visual", "clip_text")
-            decay = (p.ndim >= 2 or not decay_ndim_only) and not name.endswith("void_embedding")
+            decay = not no_decay(name, p, decay_ndim_only=decay_ndim_only) and not name.endswith("void_embedding")
             groups.setdefault((is_clip, decay), []).append(p)
         out = []
         for (is_clip, decay), params in sorted(groups.items()):

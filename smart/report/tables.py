@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from smart.errors import ConfigError
+from smart.paths import TABLE3_PARTS
 from smart.report.collect import Stat, cell_metric
 
 # Table 1 column -> (dataset alias, metric key in the metrics JSON)
@@ -89,15 +90,16 @@ def build_table1(*, params: dict, metrics_dir: str | Path, profile: str) -> pd.D
     return df
 
 
-# Table 3 parts: (params report.table3 key, paper_numbers table3 key, row label, metrics)
-TABLE3 = {
-    "table3a": ("a_tuned_parameters", "tuned parameters", ("PQ",)),
-    "table3b": ("b_lora_rank", "LoRA rank", ("PQ",)),
-    "table3c": ("c_da_layers", "DA layers", ("PQ",)),
-    "table3d": ("d_components", "components", ("PQ",)),
-    "table3e": ("e_extra_tuning", "extra tuning", ("PQ",)),
-    "table3f": ("f_vlm_backbone", "VLM backbone", ("PQ", "mIoU")),
+# Table 3 parts: (params report.table3 key = paper_numbers table3 key, row label, metrics)
+_TABLE3_ROWS = {
+    "table3a": ("tuned parameters", ("PQ",)),
+    "table3b": ("LoRA rank", ("PQ",)),
+    "table3c": ("DA layers", ("PQ",)),
+    "table3d": ("components", ("PQ",)),
+    "table3e": ("extra tuning", ("PQ",)),
+    "table3f": ("VLM backbone", ("PQ", "mIoU")),
 }
+TABLE3 = {part: (TABLE3_PARTS[part], *rows) for part, rows in _TABLE3_ROWS.items()}
 
 
 def build_table3(part: str, *, params: dict, metrics_dir: str | Path, profile: str) -> pd.DataFrame:

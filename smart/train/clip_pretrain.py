@@ -234,14 +234,16 @@ def train(cfg: MiniClipConfig, captions_dir: str | Path, out_dir: str | Path, *,
     tokens = tokenizer(corpus.captions)
     model = build_model(cfg)
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "logit_scale" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "logit_scale" in n]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup, 1)))
+    from smart.train.optim import LRSchedule, decay_groups
+
+    opt = torch.optim.AdamW(decay_groups(model.named_parameters(), weight_decay=cfg.weight_decay,
+                                         names=("logit_scale",)), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    # linear warm-up (step + 1) / warmup, then constant
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, LRSchedule(schedule="constant", iterations=cfg.steps,
+                                                              warmup_iters=cfg.warmup, warmup_mode="linear"))
     loss_fn = ClipLoss()
     device_type = "cuda" if next(model.parameters()).is_cuda else "cpu"
-    mfile = open(metrics_path, "w") if metrics_path else None
+    records = []
     t0 = time.time()
     losses = []
     bar = progress(range(cfg.steps), desc="mini CLIP", unit="step")
@@ -262,11 +264,9 @@ def train(cfg: MiniClipConfig, captions_dir: str | Path, out_dir: str | Path, *,
             rec = {"step": step + 1, "loss": float(np.mean(losses[-cfg.log_every:])), "lr": sched.get_last_lr()[0],
                    "logit_scale": float(model.logit_scale.exp()), "seconds": round(time.time() - t0, 1)}
             _log.info("step %d/%d loss %.3f lr %.2e %.1f s", rec["step"], cfg.steps, rec["loss"], rec["lr"], rec["seconds"])
-            if mfile:
-                mfile.write(json.dumps(rec) + "\n")
-                mfile.flush()
-    if mfile:
-        mfile.close()
+            records.append(rec)
+    if metrics_path:  # the training curve, timings in its run record
+        provenance.write_jsonl_result(metrics_path, records)
     train_seconds = time.time() - t0
     model.eval()
     summary = {"steps": cfg.steps, "train_seconds": round(train_seconds, 1),

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import pickle
 import shutil
@@ -61,6 +60,8 @@ import torch.nn.functional as F
 from smart import provenance
 from smart.errors import ConfigError
 from smart.io import write_json
+from smart.train.checkpoint import atomic_save
+from smart.train.optim import LRSchedule, decay_groups
 from smart.train.pretrain_config import GeneratorPretrainConfig
 
 __all__ = [
@@ -91,18 +92,15 @@ DEFINITIONS = {
 }
 
 
+def lr_schedule(cfg: GeneratorPretrainConfig) -> LRSchedule:
+    """Linear warm-up ``(step + 1) / warmup``, then the decay schedule over the remaining steps."""
+    return LRSchedule(schedule=cfg.schedule, iterations=cfg.steps, warmup_iters=cfg.warmup, power=0.9,
+                      min_factor=cfg.min_lr_ratio, warmup_mode="linear")
+
+
 def lr_factor(step: int, cfg: GeneratorPretrainConfig) -> float:
-    """Multiplier of the peak lr at (0-based) ``step``: linear warm-up, then the decay schedule."""
-    if cfg.warmup and step < cfg.warmup:
-        return (step + 1) / cfg.warmup
-    if cfg.schedule == "constant":
-        return 1.0
-    t = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)  # 0 → 1 over the decay phase
-    t = min(max(t, 0.0), 1.0)
-    lo = cfg.min_lr_ratio
-    if cfg.schedule == "cosine":
-        return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * t))
-    return lo + (1 - lo) * (1 - t) ** 0.9  # poly
+    """Multiplier of the peak lr at (0-based) ``step`` (:func:`lr_schedule`)."""
+    return lr_schedule(cfg)(step)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -133,20 +131,6 @@ def build_generator(name: str, *, class_names: Sequence[str], num_queries: int, 
         hf_cfg.train_num_points = int(train_num_points)
         model = Mask2FormerForUniversalSegmentation(hf_cfg)
     return Mask2FormerGenerator(model=model, resize=False, tune=True, top_k=None, score_mode="objectness")
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on ≥ 2-d weights, none on norms / biases / query & level embeddings."""
-    decay, no_decay = [], []
-    for n, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.ndim >= 2 and "embed" not in n else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-# --------------------------------------------------------------------------------------------------
-# data
 
 
 def batch_plan(step: int, *, num_samples: int, batch_size: int, seed: int, hflip: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -339,13 +323,6 @@ def scratch_dir(out_dir: str | Path) -> Path:
     return out_dir.parent / f".{out_dir.name}.scratch"
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def _install_outputs(generator, out_dir: Path, extra: dict[str, str]) -> None:
     """save_pretrained into a temporary directory, then rename each file into ``out_dir`` (atomic per file)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -391,8 +368,10 @@ def train_generator(name: str, cfg: GeneratorPretrainConfig, *, root: str | Path
                           train_num_points=cfg.train_num_points, seed=cfg.seed)
     model = gen.model
     n_params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    # AdamW groups: no decay on norms, biases and the query / level embeddings
+    opt = torch.optim.AdamW(decay_groups(model.named_parameters(), weight_decay=cfg.weight_decay, names=("embed",)),
+                            lr=cfg.lr, betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg))
 
     scratch = scratch_dir(out_dir) / "last.pt"
     start, curve, train_seconds, recent = 0, [], 0.0, []
@@ -451,10 +430,9 @@ def train_generator(name: str, cfg: GeneratorPretrainConfig, *, root: str | Path
             curve.append(rec)
             recent = []
         if checkpoint_every and done % checkpoint_every == 0 and done < cfg.steps:
-            _save_checkpoint(scratch, {"ident": ident, "step": done, "model": model.state_dict(),
-                                       "opt": opt.state_dict(), "sched": sched.state_dict(),
-                                       "torch_rng": torch.get_rng_state(), "curve": curve, "recent": recent,
-                                       "train_seconds": train_seconds + time.time() - t_run})
+            atomic_save({"ident": ident, "step": done, "model": model.state_dict(), "opt": opt.state_dict(),
+                         "sched": sched.state_dict(), "torch_rng": torch.get_rng_state(), "curve": curve,
+                         "recent": recent, "train_seconds": train_seconds + time.time() - t_run}, scratch)
         _after_step(done)
     run_seconds = time.time() - t_run
     train_seconds += run_seconds

@@ -35,7 +35,24 @@ from smart.config import TrainConfig
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["LRSchedule", "build_optimizer", "build_scheduler", "clip_gradients", "generator_param_groups"]
+__all__ = ["LRSchedule", "build_optimizer", "build_scheduler", "clip_gradients", "decay_groups", "generator_param_groups",
+           "no_decay"]
+
+
+def no_decay(name: str, p: nn.Parameter, *, decay_ndim_only: bool = True, names: Sequence[str] = ()) -> bool:
+    """The one rule of which parameters take no weight decay (every trainer): 0-/1-D tensors (norms,
+    biases, scales; when ``decay_ndim_only``) and parameters whose name contains one of ``names``."""
+    return (decay_ndim_only and p.ndim < 2) or any(k in name for k in names)
+
+
+def decay_groups(named_params: Iterable[tuple[str, nn.Parameter]], *, weight_decay: float,
+                 names: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Two AdamW groups of the trainable parameters, in order: decayed, and not (:func:`no_decay`)."""
+    decay, keep = [], []
+    for n, p in named_params:
+        if p.requires_grad:
+            (keep if no_decay(n, p, names=names) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
 
 
 def generator_param_groups(generator: nn.Module, *, lr: float, weight_decay: float, backbone_multiplier: float,
@@ -49,7 +66,7 @@ def generator_param_groups(generator: nn.Module, *, lr: float, weight_decay: flo
             continue
         parts = name.split(".")
         is_backbone = "backbone" in parts or ("pixel_level_module" in parts and "encoder" in parts)
-        decay = p.ndim >= 2 or not decay_ndim_only
+        decay = not no_decay(name, p, decay_ndim_only=decay_ndim_only)
         groups.setdefault((is_backbone, decay), []).append(p)
     out = []
     for (is_backbone, decay), params in sorted(groups.items()):
@@ -81,23 +98,31 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, *, generator: nn.Module 
 
 
 class LRSchedule:
-    """The lr factor as a function of the iteration (multiplies every group's base lr).
+    """The lr factor as a function of the iteration (multiplies every group's base lr); the schedule of
+    all three trainers (SMART, the mini generators, the mini CLIP).
 
     Args:
         schedule: ``step`` | ``poly`` | ``cosine`` | ``constant``.
         iterations: total iterations of the run.
         warmup_iters: linear warmup length (0 = none).
-        warmup_factor: factor at iteration 0 of the warmup.
+        warmup_factor: factor at iteration 0 of a ``ramp`` warmup.
         milestones: step schedule, iterations where the factor is multiplied by ``gamma``.
         gamma: step decay.
         power: poly exponent.
         min_factor: floor of poly / cosine.
+        warmup_mode: ``ramp`` (detectron2: ``warmup_factor`` → 1 over the warmup, times the decay, which
+            runs over all iterations; the SMART trainer) or ``linear`` (``(it + 1) / warmup_iters`` during
+            the warmup, then the decay over the remaining iterations; the pretraining stages).
     """
 
     def __init__(self, *, schedule: str, iterations: int, warmup_iters: int = 0, warmup_factor: float = 1.0,
-                 milestones: Sequence[int] = (), gamma: float = 0.1, power: float = 0.9, min_factor: float = 0.0):
+                 milestones: Sequence[int] = (), gamma: float = 0.1, power: float = 0.9, min_factor: float = 0.0,
+                 warmup_mode: str = "ramp"):
         if schedule not in ("step", "poly", "cosine", "constant"):
             raise ValueError(f"unknown lr schedule {schedule!r}")
+        if warmup_mode not in ("ramp", "linear"):
+            raise ValueError(f"unknown warmup mode {warmup_mode!r}")
+        self.warmup_mode = warmup_mode
         self.schedule = schedule
         self.iterations = int(iterations)
         self.warmup_iters = int(warmup_iters)
@@ -116,7 +141,11 @@ class LRSchedule:
     def decay(self, it: int) -> float:
         if self.schedule == "step":
             return self.gamma ** sum(1 for m in self.milestones if it >= m)
-        t = min(max(it / max(self.iterations, 1), 0.0), 1.0)
+        if self.warmup_mode == "linear":  # the decay runs over the iterations after the warmup
+            t = (it - self.warmup_iters) / max(self.iterations - self.warmup_iters, 1)
+            t = min(max(t, 0.0), 1.0)
+        else:
+            t = min(max(it / max(self.iterations, 1), 0.0), 1.0)
         if self.schedule == "poly":
             return self.min_factor + (1.0 - self.min_factor) * (1.0 - t) ** self.power
         if self.schedule == "cosine":
@@ -130,6 +159,10 @@ class LRSchedule:
         return self.warmup_factor * (1.0 - alpha) + alpha
 
     def __call__(self, it: int) -> float:
+        if self.warmup_mode == "linear":
+            if self.warmup_iters and it < self.warmup_iters:
+                return (it + 1) / self.warmup_iters
+            return self.decay(it)
         return self.warmup(it) * self.decay(it)
 
 
