@@ -219,18 +219,18 @@ def _run(cmd, proj, env, timeout=900):
     return r
 
 
-DETERMINISTIC = ("results/metrics", "results/datasets", "results/table1.csv", "results/table3d.csv",
-                 "results/table4.csv", "results/figures/fig2.png", "results/figures/fig6.pdf", "results/plots")
+# Table 2 reports measured speeds, and the run records hold timings: everything else a run writes under
+# results/ is the same bytes on a rerun (training summaries, curves and configs, evaluation details,
+# pretraining records, every table and figure).
+MEASURED = ("results/benchmarks", "results/table2.")
 
 
 def _snapshot(proj: Path) -> dict:
     out = {}
-    for rel in DETERMINISTIC:
-        p = proj / rel
-        files = sorted(p.rglob("*")) if p.is_dir() else [p]
-        for f in files:
-            if f.is_file():
-                out[str(f.relative_to(proj))] = f.read_bytes()
+    for f in sorted((proj / "results").rglob("*")):
+        rel = str(f.relative_to(proj))
+        if f.is_file() and not (f.suffix == ".pt" or rel.endswith(".run.json") or rel.startswith(MEASURED)):
+            out[rel] = f.read_bytes()
     return out
 
 
@@ -252,7 +252,7 @@ def test_micro_dag_through_snakemake_and_dvc(tmp_path):
     table1 = (proj / "results/table1.csv").read_text()
     assert "SMART-SwinB (ours: smart_swinb)" in table1
     first = _snapshot(proj)
-    assert len(first) > 30
+    assert len(first) > 100 and any(k.endswith("summary.json") for k in first)
 
     # The same DAG through DVC, from scratch: identical metrics, tables and figures.
     shutil.rmtree(proj / "results")
