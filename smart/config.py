@@ -7,7 +7,6 @@ params.yaml is the single source of truth of the pipeline: every value is writte
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import yaml
 
 from smart.errors import ConfigError
 from smart.paths import ALL_DATASETS, EVAL_DATASETS, REFER_DATASETS, TABLE3_PARTS
+from smart.schema import check_fields, check_schema, from_mapping, number  # noqa: F401 (check_schema: re-exported)
 
 # Schema of the mini_world section: key -> type (nested dicts are checked recursively).
 MINI_WORLD_SCHEMA: dict[str, Any] = {
@@ -58,25 +58,6 @@ def check_keys(value: Any, allowed, *, key: str, source: str | Path | None = Non
         if k not in value:
             raise ConfigError("missing key", path=source, field=f"{key}.{k}")
     reject_unknown(value, allowed, key=key, source=source)
-
-
-def check_schema(value: Any, schema: Any, *, key: str, source: str | Path | None = None) -> None:
-    """Raise :class:`ConfigError` naming the first key that is missing, unknown or mistyped."""
-    if isinstance(schema, dict):
-        check_keys(value, schema, key=key, source=source)
-        for k in value:
-            check_schema(value[k], schema[k], key=f"{key}.{k}", source=source)
-        return
-    if schema is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"expected an integer, got {value!r}", path=source, field=key)
-        if value < 0:
-            raise ConfigError(f"expected a non-negative integer, got {value}", path=source, field=key)
-        return
-    if not isinstance(value, schema):
-        types = schema if isinstance(schema, tuple) else (schema,)
-        names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
-        raise ConfigError(f"expected {names}, got {value!r}", path=source, field=key)
 
 
 SCHEMAS = {"mini_world": MINI_WORLD_SCHEMA}
@@ -188,32 +169,23 @@ class TrainConfig:
     criterion: dict = field(default_factory=dict)  # CriterionConfig fields (loss weights, points)
 
     def __post_init__(self):
+        check_fields(self)
         self.validate()
 
     # ------------------------------------------------------------------ validation
     def validate(self, field_of=lambda k: k, source: str | Path | None = None) -> None:
+        """Ranges and rules between fields (the types are checked by :mod:`smart.schema`)."""
         def err(key: str, msg: str):
             return ConfigError(msg, path=source, field=field_of(key))
 
         for name in ("iterations", "batch_size", "crop_size", "warmup_iters", "seed", "num_workers",
                      "log_period", "checkpoint_period", "proposal_stride"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise err(name, f"expected an integer, got {v!r}")
             lo = 0 if name in ("iterations", "warmup_iters", "seed", "num_workers") else 1  # 0 its: untrained
             if v < lo:
                 raise err(name, f"expected an integer >= {lo}, got {v}")
         if self.crop_size < 8:
             raise err("crop_size", f"expected at least 8 px, got {self.crop_size}")
-        for name in ("min_scale", "max_scale", "flip_prob", "fraction", "lr", "weight_decay", "eps", "lr_gamma",
-                     "poly_power", "min_lr_factor", "warmup_factor", "grad_clip", "backbone_multiplier",
-                     "proposal_pad_logit"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise err(name, f"expected a number, got {v!r}")
-        for name in ("decay_ndim_only", "bf16", "grad_checkpointing", "find_unused_parameters"):
-            if not isinstance(getattr(self, name), bool):
-                raise err(name, f"expected true or false, got {getattr(self, name)!r}")
         if not 0 < self.min_scale <= self.max_scale:
             raise err("min_scale", f"need 0 < min_scale <= max_scale, got {self.min_scale}, {self.max_scale}")
         for name, lo_open, hi in (("flip_prob", False, 1), ("fraction", True, 1), ("lr_gamma", True, 1),
@@ -227,23 +199,16 @@ class TrainConfig:
         for name in ("weight_decay", "grad_clip", "backbone_multiplier"):
             if getattr(self, name) < 0:
                 raise err(name, f"must be >= 0, got {getattr(self, name)}")
-        if (not isinstance(self.betas, tuple) or len(self.betas) != 2
-                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
-                           for b in self.betas)):
+        if not all(0 <= b < 1 for b in self.betas):
             raise err("betas", f"expected two numbers in [0, 1), got {self.betas!r}")
         if self.schedule not in LR_SCHEDULES:
             raise err("schedule", f"expected one of {', '.join(LR_SCHEDULES)}, got {self.schedule!r}")
-        if (not isinstance(self.lr_steps, tuple)
-                or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and 0 < s <= 1
-                           for s in self.lr_steps)
-                or list(self.lr_steps) != sorted(self.lr_steps)):
+        if not all(0 < s <= 1 for s in self.lr_steps) or list(self.lr_steps) != sorted(self.lr_steps):
             raise err("lr_steps", f"expected increasing fractions of the iterations in (0, 1], got {self.lr_steps!r}")
-        if not isinstance(self.criterion, dict):
-            raise err("criterion", "expected a mapping of loss settings")
         for k in self.criterion:
             if k not in CRITERION_KEYS:
                 raise err(f"criterion.{k}", f"unknown key (allowed: {', '.join(CRITERION_KEYS)})")
-        if not isinstance(self.generators, dict) or not self.generators:
+        if not self.generators:
             raise err("generators", "expected a non-empty mapping of generator name -> settings")
         for name, g in self.generators.items():
             if not isinstance(g, dict):
@@ -285,29 +250,12 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any], *, source: str | Path | None = None, field_of=lambda k: k,
                   require_all: bool = False) -> TrainConfig:
         """Build from a mapping; errors name ``field_of(key)`` (e.g. ``train_defaults.mini.lr``)."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"expected a mapping, got {type(data).__name__}", path=source, field=field_of(""))
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in names:
-                raise ConfigError(f"unknown key (allowed: {', '.join(names)})", path=source, field=field_of(key))
-        if require_all:
-            for key in names:
-                if key not in data:
-                    raise ConfigError("missing key", path=source, field=field_of(key))
-        d = dict(data)
-        for key in ("betas", "lr_steps"):
-            if isinstance(d.get(key), list):
-                d[key] = tuple(d[key])
-        for key in ("generators", "criterion"):
-            if d.get(key) is None and key in d:
-                d[key] = {}
-        obj = object.__new__(cls)  # validate with params-aware field names before freezing
-        for f in dataclasses.fields(cls):
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            object.__setattr__(obj, f.name, d.get(f.name, default))
-        obj.validate(field_of=field_of, source=source)
-        return obj
+        d = dict(data) if isinstance(data, dict) else data
+        if isinstance(d, dict):
+            for key in ("generators", "criterion"):
+                if key in d and d[key] is None:
+                    d[key] = {}
+        return from_mapping(cls, d, field_of=field_of, source=source, require_all=require_all)
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -391,23 +339,6 @@ def train_config(params: dict, cell: str, *, profile: str | None = None, seed: i
 # Mask-generator sections (issue 5): mini_generators (pretraining) and proposals (caching).
 
 
-class _NumberMeta(type):
-    def __instancecheck__(cls, value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-class number(metaclass=_NumberMeta):
-    """Schema type: an int or a float (not a bool)."""
-
-
-# mini_generators: {<TINY_CONFIGS name>: entry}; see smart/train/generator_pretrain.py GeneratorPretrainConfig.
-MINI_GENERATOR_SCHEMA: dict[str, Any] = {
-    "steps": int, "batch_size": int, "lr": number, "weight_decay": number, "warmup": int, "schedule": str,
-    "min_lr_ratio": number, "grad_clip": number, "num_queries": int, "train_num_points": int, "hflip": bool,
-    "bf16": bool, "seed": int, "log_every": int, "train_dataset": str, "eval_datasets": list,
-    "eval_batch_size": int,
-}
-
 # proposals.<profile>: see smart/data/proposals.py ProposalCacheConfig. The test-time generator settings
 # (how many proposals, how they are scored, at which size each dataset is seen) are used alike by the
 # caches and by the generators that run on the fly at evaluation (cells that tune their generator).
@@ -470,7 +401,9 @@ def mini_generator_params(params: dict, name: str, *, source: str | Path | None 
     if name not in gens:
         raise ConfigError(f"no entry for generator {name!r}; have {', '.join(gens)}", path=source,
                           field=f"mini_generators.{name}")
-    check_schema(gens[name], MINI_GENERATOR_SCHEMA, key=f"mini_generators.{name}", source=source)
+    from smart.train.pretrain_config import GeneratorPretrainConfig  # torch-free
+
+    GeneratorPretrainConfig.from_dict(gens[name], name=name, source=source, require_all=True)
     return gens[name]
 
 

@@ -132,13 +132,12 @@ class Experiment:
         section(params, "eval", source=source)
         section(params, "cell_defaults", source=source)
         if profile == "mini":
-            from smart.train.pretrain_config import GeneratorPretrainConfig, MiniClipConfig
+            from smart.train.pretrain_config import MiniClipConfig
 
             section(params, "mini_world", source=source)
             MiniClipConfig.from_dict(section(params, "mini_clip", source=source), source=source)
             for name in section(params, "mini_generators", source=source):
-                GeneratorPretrainConfig.from_dict(mini_generator_params(params, name, source=source), name=name,
-                                                  source=source)
+                mini_generator_params(params, name, source=source)
         conv = params["convert_generators"]
         if conv is not None and not isinstance(conv, dict):
             raise ConfigError("expected a mapping of converted directory -> detectron2 checkpoint", path=source,

@@ -30,6 +30,7 @@ import torch
 from smart.config import ORACLES
 from smart.data.sources import OnTheFlyProposals, generator_proposals, store_proposals  # noqa: F401 (re-exported)
 from smart.errors import ConfigError, InputError
+from smart.schema import check_fields
 
 _log = logging.getLogger("smart.eval.cell")
 
@@ -46,13 +47,14 @@ class EvalSettings:
     oracle: str = "none"  # none | generator (GT masks as proposals) | classifier (GT labels by best overlap)
 
     def __post_init__(self):
+        check_fields(self, field_of=lambda k: f"eval.{k}")  # the types (smart.schema), then the ranges
         if self.oracle not in ORACLES:
             raise ConfigError(f"unknown oracle {self.oracle!r} (allowed: {', '.join(ORACLES)})", field="oracle")
         for name in ("object_mask_threshold", "overlap_threshold", "mask_threshold"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            if not 0 <= v <= 1:
                 raise ConfigError(f"expected a number in [0, 1], got {v!r}", field=f"eval.{name}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if self.batch_size < 1:
             raise ConfigError(f"expected a positive integer, got {self.batch_size!r}", field="eval.batch_size")
 
     def to_dict(self) -> dict:

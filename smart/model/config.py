@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from smart.errors import ConfigError
+from smart.schema import check_fields
 
 # Table 3(a): which CLIP image-encoder parameters are tuned. "all" = every parameter of the visual
 # tower (embeddings, LayerNorms, attention, MLPs, head); "mlp" = c_fc/c_proj (fc1/fc2) of every block.
@@ -90,10 +91,11 @@ class SmartModelConfig:
     fq_lr_multiplier: float = 1.0  # lr multiplier of tuned CLIP parameters (I4: 0.1 gives 1e-5)
 
     def __post_init__(self):
+        check_fields(self)  # the types (smart.schema); validate() checks values and rules between fields
         self.validate()
 
     # ------------------------------------------------------------------ validation
-    def validate(self) -> None:
+    def validate(self, field_of=lambda k: k, source=None) -> None:
         for name, choices in _CHOICES.items():
             value = getattr(self, name)
             if value not in choices:
@@ -104,23 +106,13 @@ class SmartModelConfig:
         _check_int(self, "da_layers", lo=0, hi=3)
         _check_int(self, "da_hidden", lo=1)
         _check_int(self, "mask_chunk", lo=1)
-        if not isinstance(self.clip_model, str) or not self.clip_model:
+        if not self.clip_model:
             raise ConfigError("expected a non-empty open_clip model name", field="clip_model")
-        if self.clip_pretrained is not None and not isinstance(self.clip_pretrained, str):
-            raise ConfigError("expected a tag, a file path or null", field="clip_pretrained")
-        for name in ("mask_threshold", "lora_alpha", "logit_scale_max", "fq_lr_multiplier"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"expected a number, got {value!r}", field=name)
         for name in ("logit_scale_max", "lora_alpha"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"must be positive, got {getattr(self, name)}", field=name)
         if self.fq_lr_multiplier < 0:
             raise ConfigError(f"must be >= 0, got {self.fq_lr_multiplier}", field="fq_lr_multiplier")
-        for name in ("sma", "sma_residual", "mask_attend_cls", "tune_text_encoder", "void_class",
-                     "tune_mask_generator", "grad_checkpointing"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"expected true or false, got {getattr(self, name)!r}", field=name)
         if self.sma_layers != "all" and (not isinstance(self.sma_layers, tuple) or not all(
                 isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in self.sma_layers)):
             raise ConfigError("expected 'all' or a list of block indices", field="sma_layers")
@@ -202,8 +194,6 @@ def _legacy_qpt(data: dict, source) -> dict:
 
 def _check_int(cfg: SmartModelConfig, name: str, *, lo: int, hi: int | None = None) -> None:
     value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"expected an integer, got {value!r}", field=name)
     if value < lo or (hi is not None and value > hi):
         rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
         raise ConfigError(f"expected an integer {rng}, got {value}", field=name)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from smart.errors import ConfigError
+from smart.schema import from_mapping
 
 # Learning-rate schedules of the generator pretraining (after the linear warm-up).
 SCHEDULES = ("cosine", "poly", "constant")
@@ -42,20 +42,18 @@ class MiniClipConfig:
     eval_per_class: int = 10  # zero-shot evaluation images per class
 
     @classmethod
-    def from_dict(cls, d: dict, *, source: str | Path | None = None) -> "MiniClipConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        for k in d:
-            if k not in known:
-                raise ConfigError(f"unknown key (allowed: {', '.join(sorted(known))})", path=source, field=f"mini_clip.{k}")
-        cfg = cls(**d)
-        for k, v in asdict(cfg).items():
+    def from_dict(cls, d: dict, *, source: str | Path | None = None) -> MiniClipConfig:
+        return from_mapping(cls, d, field_of=lambda k: f"mini_clip.{k}", source=source)
+
+    def validate(self, field_of=lambda k: k, source: str | Path | None = None) -> None:
+        """Ranges (the types are checked by :mod:`smart.schema`)."""
+        for k, v in asdict(self).items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
-                raise ConfigError(f"must be non-negative, got {v}", path=source, field=f"mini_clip.{k}")
-        if cfg.image_size % cfg.patch_size:
-            raise ConfigError("image_size must be a multiple of patch_size", path=source, field="mini_clip.image_size")
-        if not 0 <= cfg.grouped_fraction <= 1:
-            raise ConfigError("must be in [0, 1]", path=source, field="mini_clip.grouped_fraction")
-        return cfg
+                raise ConfigError(f"must be non-negative, got {v}", path=source, field=field_of(k))
+        if self.image_size % self.patch_size:
+            raise ConfigError("image_size must be a multiple of patch_size", path=source, field=field_of("image_size"))
+        if not 0 <= self.grouped_fraction <= 1:
+            raise ConfigError("must be in [0, 1]", path=source, field=field_of("grouped_fraction"))
 
     def model_cfg(self) -> dict:
         """The open_clip model config (the ``model_cfg`` of ``open_clip_config.json``)."""
@@ -91,49 +89,29 @@ class GeneratorPretrainConfig:
     eval_batch_size: int = 16
 
     @classmethod
-    def from_dict(cls, d: dict, *, name: str = "?", source: str | Path | None = None) -> GeneratorPretrainConfig:
+    def from_dict(cls, d: dict, *, name: str = "?", source: str | Path | None = None,
+                  require_all: bool = False) -> GeneratorPretrainConfig:
         """Validate one params entry; every error names ``mini_generators.<name>.<key>``."""
-        prefix = f"mini_generators.{name}"
-        if not isinstance(d, dict):
-            raise ConfigError("expected a mapping", path=source, field=prefix)
-        fields = cls.__dataclass_fields__
-        kw: dict[str, Any] = {}
-        for k, v in d.items():
-            if k not in fields:
-                raise ConfigError(f"unknown key (allowed: {', '.join(fields)})", path=source, field=f"{prefix}.{k}")
-            default = getattr(cls, k) if hasattr(cls, k) else None
-            if isinstance(default, bool):
-                ok = isinstance(v, bool)
-            elif isinstance(default, int):
-                ok = isinstance(v, int) and not isinstance(v, bool)
-            elif isinstance(default, float):
-                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-                v = float(v) if ok else v
-            elif isinstance(default, str):
-                ok = isinstance(v, str)
-            else:  # eval_datasets
-                ok = isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
-                v = tuple(v) if ok else v
-            if not ok:
-                raise ConfigError(f"expected {type(default).__name__}, got {v!r}", path=source, field=f"{prefix}.{k}")
-            kw[k] = v
-        cfg = cls(**kw)
+        return from_mapping(cls, d, field_of=lambda k: f"mini_generators.{name}.{k}".rstrip("."), source=source,
+                            require_all=require_all)
+
+    def validate(self, field_of=lambda k: k, source: str | Path | None = None) -> None:
+        """Ranges and choices (the types are checked by :mod:`smart.schema`)."""
         for k in ("steps", "batch_size", "num_queries", "train_num_points", "log_every", "eval_batch_size"):
-            if getattr(cfg, k) < 1:
-                raise ConfigError(f"must be >= 1, got {getattr(cfg, k)}", path=source, field=f"{prefix}.{k}")
+            if getattr(self, k) < 1:
+                raise ConfigError(f"must be >= 1, got {getattr(self, k)}", path=source, field=field_of(k))
         for k in ("lr", "weight_decay", "grad_clip", "min_lr_ratio", "warmup", "seed"):
-            if getattr(cfg, k) < 0:
-                raise ConfigError(f"must be non-negative, got {getattr(cfg, k)}", path=source, field=f"{prefix}.{k}")
-        if cfg.lr == 0:
-            raise ConfigError("must be positive", path=source, field=f"{prefix}.lr")
-        if cfg.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {cfg.schedule!r} ({' | '.join(SCHEDULES)})", path=source,
-                              field=f"{prefix}.schedule")
-        if cfg.min_lr_ratio > 1:
-            raise ConfigError("must be in [0, 1]", path=source, field=f"{prefix}.min_lr_ratio")
-        if not cfg.eval_datasets:
-            raise ConfigError("needs at least one dataset", path=source, field=f"{prefix}.eval_datasets")
-        return cfg
+            if getattr(self, k) < 0:
+                raise ConfigError(f"must be non-negative, got {getattr(self, k)}", path=source, field=field_of(k))
+        if self.lr == 0:
+            raise ConfigError("must be positive", path=source, field=field_of("lr"))
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r} ({' | '.join(SCHEDULES)})", path=source,
+                              field=field_of("schedule"))
+        if self.min_lr_ratio > 1:
+            raise ConfigError("must be in [0, 1]", path=source, field=field_of("min_lr_ratio"))
+        if not self.eval_datasets:
+            raise ConfigError("needs at least one dataset", path=source, field=field_of("eval_datasets"))
 
     def to_dict(self) -> dict:
         d = asdict(self)
