@@ -229,7 +229,8 @@ def _snapshot(proj: Path) -> dict:
     out = {}
     for f in sorted((proj / "results").rglob("*")):
         rel = str(f.relative_to(proj))
-        if f.is_file() and not (f.suffix == ".pt" or rel.endswith(".run.json") or rel.startswith(MEASURED)):
+        if f.is_file() and not (f.suffix == ".pt" or f.name == ".gitignore" or rel.endswith(".run.json")
+                                or rel.startswith(MEASURED)):
             out[rel] = f.read_bytes()
     return out
 
