@@ -36,7 +36,6 @@ from smart.config import (
     mini_generator_params,
     model_config,
     proposals_params,
-    reject_unknown,
     section,
     train_config,
 )
@@ -119,7 +118,9 @@ class Experiment:
     def from_params(cls, params: Mapping, *, source: str = "params.yaml") -> Experiment:
         """Validate every section once and resolve the active profile's cells."""
         params = copy.deepcopy(dict(params))
-        reject_unknown(params, SECTIONS, key="", source=source)
+        for key in params:  # a misspelt section would silently do nothing
+            if key not in SECTIONS:
+                raise ConfigError(f"unknown section (allowed: {', '.join(SECTIONS)})", path=source, field=str(key))
         for key in SECTIONS:
             if key not in params:
                 raise ConfigError("missing section", path=source, field=key)
