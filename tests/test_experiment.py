@@ -126,3 +126,14 @@ def test_dag_params_file_round_trips(tmp_path, monkeypatch):
     mtime = Path(path).stat().st_mtime_ns
     assert resolved_params_file(exp) == path and Path(path).stat().st_mtime_ns == mtime  # unchanged: not rewritten
     assert yaml.safe_load(Path(path).read_text())["profile"] == "paper"
+
+
+def test_no_import_cycle_between_config_evaluation_and_training():
+    """The params layer imports neither evaluation nor training; proposal sources live in smart.data."""
+    code = ("import sys, smart.config, smart.experiment, smart.dag; "
+            "print(sorted(m for m in sys.modules if m.startswith(('smart.eval', 'smart.train.loop', 'torch'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    import smart.data.sources as sources
+
+    assert {"StoreSource", "GeneratorSource", "OnTheFlyProposals"} <= set(vars(sources))
