@@ -77,6 +77,11 @@ class Stage:
     local: bool = False
 
     @property
+    def kind(self) -> str:
+        """The stage family (``train``, ``eval``, ``cache_proposals``, ``table1`` ...)."""
+        return self.name.split("-", 1)[0]
+
+    @property
     def rule(self) -> str:
         return "".join(ch if ch.isalnum() else "_" for ch in self.name)
 
@@ -96,6 +101,35 @@ def cli_code(verb: str) -> tuple[str, ...]:
     module = COMMANDS[verb].replace(".", "/") + ".py"
     shared = ("smart/cli/cell_run.py",) if verb in ("eval-cell", "benchmark", "eval-refer") else ()
     return (module, "smart/cli/context.py") + shared
+
+
+# Cluster resources of the paper profile's stages, per stage family (minutes, MB; the SLURM profile
+# supplies the account). GPU stages (``gpu=1``) go to $SMART_SLURM_GPU_PARTITION (default ``gpu``), the
+# others to $SMART_SLURM_CPU_PARTITION (default ``cpu``).
+CLUSTER = {
+    "prepare": {"runtime": 720, "mem_mb": 64000},
+    "convert_generator": {"runtime": 60, "mem_mb": 16000},
+    "check_dataset": {"runtime": 240, "mem_mb": 16000},
+    "dataset_grid": {"runtime": 60, "mem_mb": 16000},
+    "cache_proposals": {"runtime": 720, "mem_mb": 64000},
+    "train": {"runtime": 2880, "mem_mb": 96000},  # 25k iterations of SMART-SwinB: ~45 GPU hours in the paper
+    "eval": {"runtime": 480, "mem_mb": 64000},
+    "benchmark": {"runtime": 60, "mem_mb": 64000},
+    "refer": {"runtime": 240, "mem_mb": 64000},
+}
+
+
+def cluster_resources(st: Stage, profile: str) -> dict:
+    """The Snakemake resources of a stage: ``gpu``, and in the paper profile its cluster runtime, memory and
+    SLURM partition (the mini profile runs on one machine)."""
+    import os
+
+    out: dict = {"gpu": st.gpu}
+    if profile == "paper" and st.kind in CLUSTER:
+        out.update(CLUSTER[st.kind])
+        env = "SMART_SLURM_GPU_PARTITION" if st.gpu else "SMART_SLURM_CPU_PARTITION"
+        out["slurm_partition"] = os.environ.get(env, "gpu" if st.gpu else "cpu")
+    return out
 
 
 def stage_name(stage: str, item: str | None = None) -> str:

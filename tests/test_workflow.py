@@ -49,7 +49,8 @@ def _snakemake_rules(proj: Path, config: dict | None = None) -> dict:
             wf = api.workflow(resource_settings=ResourceSettings(cores=1), config_settings=ConfigSettings(
                 config=config or {}), storage_settings=StorageSettings(), snakefile=proj / "Snakefile")
             return {r.name: {"input": list(r.input), "output": list(r.output), "params": dict(r.params.values),
-                             "code": r.params.code, "cmd": r.params.cmd, "shell": r.shellcmd}
+                             "code": r.params.code, "cmd": r.params.cmd, "shell": r.shellcmd,
+                             "resources": dict(r.resources)}
                     for r in wf._workflow.rules if r.name != "all"}
     finally:
         os.chdir(cwd)
@@ -110,6 +111,10 @@ def test_config_overrides_reach_the_jobs(tmp_path):
     assert all("--params .smart/params.yaml" in r["cmd"] for r in rules.values() if "--params" in r["cmd"])
     job_view = Experiment.load(proj / ".smart/params.yaml")
     assert job_view.profile == "paper" and "table3f_eva01g" in job_view.cells
+    train = rules["train_smart_swinb_s0"]["resources"]  # cluster resources of the paper profile's stages
+    assert (train["gpu"], train["runtime"], train["slurm_partition"]) == (1, 2880, "gpu")
+    assert rules["prepare_coco"]["resources"]["slurm_partition"] == "cpu"
+    assert "runtime" not in base["train_smart_s0"]["resources"]  # the mini profile runs on one machine
     eval_keys = {k: v for k, v in load_params(proj / "params.yaml")["eval"].items()}
     tweaked = _snakemake_rules(proj, {"eval": {**eval_keys, "overlap_threshold": 0.7}})
     assert Experiment.load(proj / ".smart/params.yaml").eval["overlap_threshold"] == 0.7

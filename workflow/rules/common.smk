@@ -3,7 +3,7 @@
 import os
 
 import smart.paths as P
-from smart.dag import build_stages, code_digest, resolved_params_file, snakemake_inputs
+from smart.dag import build_stages, cluster_resources, code_digest, resolved_params_file, snakemake_inputs
 from smart.experiment import Experiment
 
 # params.yaml (with any --config overrides), validated once; every job reads the same values from
@@ -37,7 +37,7 @@ for _st in STAGES:
         threads: _st.threads
         priority: _st.priority
         resources:
-            gpu=_st.gpu,
+            **cluster_resources(_st, EXP.profile),
         localrule: _st.local
         shell:
             "{params.cmd} > {log} 2>&1"
