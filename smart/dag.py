@@ -122,8 +122,6 @@ CLUSTER = {
 def cluster_resources(st: Stage, profile: str) -> dict:
     """The Snakemake resources of a stage: ``gpu``, and in the paper profile its cluster runtime, memory and
     SLURM partition (the mini profile runs on one machine)."""
-    import os
-
     out: dict = {"gpu": st.gpu}
     if profile == "paper" and st.kind in CLUSTER:
         out.update(CLUSTER[st.kind])
