@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from smart.provenance import read_run_record
     from smart.smoke import SWINB_DIR, setup
 
     out = Path(args.out).resolve()
@@ -106,10 +107,13 @@ def main(argv: list[str] | None = None) -> int:
            "--dataset", "ade150", "--images", str(args.images), "--warmup", str(args.warmup),
            "--device", args.device, "--out", str(bench))
 
+    # per-iteration timings are in the run records beside the results (smart.provenance)
     records = [json.loads(ln) for ln in (train_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    timing = read_run_record(train_dir / "metrics.jsonl")["lines"]
+    records = [{**r, **t} for r, t in zip(records, timing)]
+    summary = {**json.loads((train_dir / "summary.json").read_text()), **read_run_record(train_dir / "summary.json")}
     steps = [r["time"] for r in records if r["iteration"] > args.skip] or [r["time"] for r in records]
     step = statistics.median(steps)
-    summary = json.loads((train_dir / "summary.json").read_text())
     b = json.loads(bench.read_text())
     gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
     gpu_hours = step * (PAPER["batch"] / args.batch) * PAPER["iterations"] / 3600.0

@@ -27,7 +27,10 @@ def test_all(tmp_path, builders, capsys):
     builders.coco2014(root)
     rc = main(["prepare", "all", "--root", str(root), "--skip-count-check", "--workers", "1"])
     assert rc == 0, capsys.readouterr().err
-    assert sorted(p.stem for p in (root / ".prepared").glob("*.json")) == sorted(DATASETS)
+    stamps = [p for p in (root / ".prepared").glob("*.json") if not p.name.endswith(".run.json")]
+    assert sorted(p.stem for p in stamps) == sorted(DATASETS)
+    assert "prepared_at" not in (root / ".prepared/coco.json").read_text()  # when: in the run record
+    assert "prepared_at" in (root / ".prepared/coco.json.run.json").read_text()
     assert ALL_ORDER.index("pascal_ctx_59") < ALL_ORDER.index("pascal_ctx_459")
     # a second run only reports the stamps
     assert main(["prepare", "all", "--root", str(root), "--skip-count-check"]) == 0

@@ -63,6 +63,7 @@ from smart.data.mini.world import (
 )
 from smart.errors import ConfigError
 from smart.io import bbox_of, id2rgb, rgb2id, write_json
+from smart.provenance import git_sha, run_record_path
 from smart.utils.logging import progress
 
 _log = logging.getLogger(__name__)
@@ -638,7 +639,8 @@ def generate(benchmark: str, root: str | Path, cfg: dict, *, workers: int = 2) -
                                                               "json": "group id (-1 = ungrouped), group_kind "
                                                                       "(pattern | texture), concept indices"}})
         summary["samples"] = n
-    summary["seconds"] = round(time.time() - t0, 2)
-    _write_json(root / f".mini/{benchmark}.json", summary)
-    _log.info("mini %s written to %s in %.1f s", benchmark, root, summary["seconds"])
-    return summary
+    seconds = round(time.time() - t0, 2)
+    _write_json(root / f".mini/{benchmark}.json", summary)  # the stamp DVC hashes: no timing in it
+    write_json(run_record_path(root / f".mini/{benchmark}.json"), {"seconds": seconds, "git_sha": git_sha()})
+    _log.info("mini %s written to %s in %.1f s", benchmark, root, seconds)
+    return {**summary, "seconds": seconds}

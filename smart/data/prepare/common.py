@@ -32,6 +32,7 @@ from smart.io import (  # noqa: F401  (used by the preparation modules)
     save_image_atomic,
     write_json,
 )
+from smart.provenance import git_sha, run_record_path
 from smart.utils.logging import progress
 
 log = logging.getLogger("smart.prepare")
@@ -248,7 +249,6 @@ def write_stamp(ctx: Context, dataset: str, extra: dict | None = None) -> Path:
     data = {
         "dataset": dataset,
         "version": STAMP_VERSION,
-        "prepared_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "root": str(ctx.root),
         "count_check": not ctx.skip_count_check,
         "counts": ctx.counts.get(dataset, {}),
@@ -256,7 +256,9 @@ def write_stamp(ctx: Context, dataset: str, extra: dict | None = None) -> Path:
     if extra:
         data.update(extra)
     p = stamp_path(ctx.root, dataset)
-    write_json_atomic(p, data, indent=1)
+    write_json_atomic(p, data, indent=1)  # the stamp DVC hashes: when it was written goes to its run record
+    write_json_atomic(run_record_path(p), {"prepared_at": _dt.datetime.now(_dt.timezone.utc).isoformat(
+        timespec="seconds"), "git_sha": git_sha()}, indent=1)
     return p
 
 
