@@ -17,7 +17,6 @@ A verb declares the flags it takes with :func:`add_run_arguments` and reads them
 from __future__ import annotations
 
 import argparse
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -124,6 +123,3 @@ class RunContext:
     def workers(self) -> int:
         return max(1, int(getattr(self.args, "workers", 1) or 1))
 
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
