@@ -73,6 +73,12 @@ def section(params: dict, key: str, *, source: str | Path | None = None) -> dict
         check_schema(value, SCHEMAS[key], key=key, source=source)
     if key == "train_defaults":
         _check_train_defaults(value, source)
+    if key == "eval":
+        check_keys(value, EVAL_KEYS, key="eval", source=source)
+        try:
+            EvalSettings(**value)
+        except ConfigError as exc:
+            raise ConfigError(exc.message, path=source, field=exc.field) from None
     if key == "mini_world":
         if value["image_size"] < 32 or value["image_size"] % 8:
             raise ConfigError("image_size must be a multiple of 8 and at least 32", path=source,
@@ -410,13 +416,38 @@ def mini_generator_params(params: dict, name: str, *, source: str | Path | None 
 # --------------------------------------------------------------------------------------------------
 # The experiment grid (issue 6): seeds, evaluation datasets and evaluation-only cells.
 
-EVAL_SCHEMA: dict[str, Any] = {
-    "object_mask_threshold": number, "overlap_threshold": number, "mask_threshold": number, "batch_size": int,
-}
-SCHEMAS["eval"] = EVAL_SCHEMA
 CELL_DEFAULTS_SCHEMA: dict[str, Any] = {"seeds": list, "datasets": list}
 SCHEMAS["cell_defaults"] = CELL_DEFAULTS_SCHEMA
 ORACLES = ("none", "generator", "classifier")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Inference and evaluation settings (params.yaml ``eval``; ``oracle`` comes from the cell)."""
+
+    object_mask_threshold: float = 0.0  # open-vocabulary REC (FC-CLIP): the learned void class filters
+    overlap_threshold: float = 0.8
+    mask_threshold: float = 0.5
+    batch_size: int = 16  # images per forward (images of one size are batched together)
+    oracle: str = "none"  # none | generator (GT masks as proposals) | classifier (GT labels by best overlap)
+
+    def __post_init__(self):
+        check_fields(self, field_of=lambda k: f"eval.{k}")  # the types (smart.schema), then the ranges
+        if self.oracle not in ORACLES:
+            raise ConfigError(f"unknown oracle {self.oracle!r} (allowed: {', '.join(ORACLES)})", field="oracle")
+        for name in ("object_mask_threshold", "overlap_threshold", "mask_threshold"):
+            v = getattr(self, name)
+            if not 0 <= v <= 1:
+                raise ConfigError(f"expected a number in [0, 1], got {v!r}", field=f"eval.{name}")
+        if self.batch_size < 1:
+            raise ConfigError(f"expected a positive integer, got {self.batch_size!r}", field="eval.batch_size")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# params.yaml ``eval``: the fields of EvalSettings but the cell's ``oracle``
+EVAL_KEYS = tuple(f.name for f in dataclasses.fields(EvalSettings) if f.name != "oracle")
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ def test_the_experiment_resolves_every_cell_without_torch():
     (lambda p: p["mini_clip"].update(steps="many"), "mini_clip.steps"),
     (lambda p: p["mini_generators"]["mini-r50"].pop("seed"), "mini_generators.mini-r50.seed"),
     (lambda p: p["proposals"]["mini"].update(top_k=0), "proposals.mini.top_k"),
+    (lambda p: p["eval"].update(overlap_threshold=1.5), "eval.overlap_threshold"),  # a range, torch-free
+    (lambda p: p["eval"].update(batch_size=2.5), "eval.batch_size"),
     (lambda p: p["data"].update(download="yes"), "data.download"),
     (lambda p: p["report"]["table1"].update(nope="X"), "report.table1.nope"),
 ])

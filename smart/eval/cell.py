@@ -20,45 +20,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from smart.config import ORACLES
+from smart.config import EvalSettings  # noqa: F401 (re-exported)
 from smart.data.sources import OnTheFlyProposals, generator_proposals, store_proposals  # noqa: F401 (re-exported)
-from smart.errors import ConfigError, InputError
-from smart.schema import check_fields
+from smart.errors import InputError
 
 _log = logging.getLogger("smart.eval.cell")
 
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """Inference and evaluation settings (params.yaml ``eval``)."""
-
-    object_mask_threshold: float = 0.0  # open-vocabulary REC (FC-CLIP): the learned void class filters
-    overlap_threshold: float = 0.8
-    mask_threshold: float = 0.5
-    batch_size: int = 16  # images per forward (images of one size are batched together)
-    oracle: str = "none"  # none | generator (GT masks as proposals) | classifier (GT labels by best overlap)
-
-    def __post_init__(self):
-        check_fields(self, field_of=lambda k: f"eval.{k}")  # the types (smart.schema), then the ranges
-        if self.oracle not in ORACLES:
-            raise ConfigError(f"unknown oracle {self.oracle!r} (allowed: {', '.join(ORACLES)})", field="oracle")
-        for name in ("object_mask_threshold", "overlap_threshold", "mask_threshold"):
-            v = getattr(self, name)
-            if not 0 <= v <= 1:
-                raise ConfigError(f"expected a number in [0, 1], got {v!r}", field=f"eval.{name}")
-        if self.batch_size < 1:
-            raise ConfigError(f"expected a positive integer, got {self.batch_size!r}", field="eval.batch_size")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def eval_settings(params: Any, *, oracle: str = "none", source: str | Path | None = None) -> EvalSettings:
