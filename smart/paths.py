@@ -28,7 +28,7 @@ FIGURES = ("fig2", "fig6")
 TABLE3_PARTS = {"table3a": "a_tuned_parameters", "table3b": "b_lora_rank", "table3c": "c_da_layers",
                 "table3d": "d_components", "table3e": "e_extra_tuning", "table3f": "f_vlm_backbone"}
 # The params.yaml ``report`` entry of each table or figure.
-REPORT_KEY = {**{t: "table3" for t in TABLE3_PARTS}}
+REPORT_KEY = {t: "table3" for t in TABLE3_PARTS}
 FIG6_PLOTS = ("results/plots/fig6_iters.csv", "results/plots/fig6_data.csv")
 
 # Operational cache of vocabulary text embeddings shared by the DAG's jobs (keyed by model, weights,

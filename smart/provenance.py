@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from smart.io import write_json
+from smart.io import atomic_path, write_json
 
 # Keys whose values differ between two runs of the same job (at any depth of a record).
 VOLATILE_KEYS = frozenset({
@@ -75,8 +75,6 @@ def write_jsonl_result(path: str | Path, records: Iterable[Mapping], *,
                        keys: Iterable[str] = VOLATILE_KEYS) -> None:
     """A JSON-lines log: the stable part of each line to ``path``, the volatile parts (one list) to its
     run record."""
-    from smart.io import atomic_path
-
     stable, volatile = [], []
     for rec in records:
         s, v = split(rec, keys)

@@ -60,7 +60,7 @@ def run(args) -> int:
     gen_state = meta.get("generator_state") or {}
     gcfg = run_.generator_config(args)
     proposals = generator_proposals(gcfg, state=gen_state, device=device, source=args.model,
-                                    test_time=run_.test_time(args)).for_dataset(dataset)
+                                    test_time=run_.test_time()).for_dataset(dataset)
     ds = Dataset.open(dataset, profile=profile, root=root)
     icfg = InferenceConfig(object_mask_threshold=settings.object_mask_threshold,
                            overlap_threshold=settings.overlap_threshold, mask_threshold=settings.mask_threshold)

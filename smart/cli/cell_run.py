@@ -27,15 +27,17 @@ class CellRun:
     """What a verb needs to run one seed of a trained cell."""
 
     exp: Any  # smart.experiment.Experiment (params read once)
-    params: dict
-    profile: str
     spec: Any  # smart.config.CellSpec
     root: str
     device: Any  # torch.device
     model: Any  # SmartModel in eval mode
     meta: dict  # model.pt metadata (load_trained)
 
-    def test_time(self, args):
+    @property
+    def profile(self) -> str:
+        return self.exp.profile
+
+    def test_time(self):
         """The profile's test-time generator settings (``proposals.<profile>``) as a
         :class:`smart.data.proposals.ProposalCacheConfig`."""
         return self.exp.proposal_config()
@@ -66,5 +68,4 @@ def open_cell_run(args) -> CellRun:
                           field=f"cells.{args.cell}.seeds")
     device = ctx.device()
     model, meta = load_trained(args.model, device=device)
-    return CellRun(exp=exp, params=exp.params, profile=exp.profile, spec=cell.spec, root=ctx.root, device=device,
-                   model=model, meta=meta)
+    return CellRun(exp=exp, spec=cell.spec, root=ctx.root, device=device, model=model, meta=meta)

@@ -73,8 +73,10 @@ class RunContext:
 
         return section(load_params(self.params_path), key, source=self.params_path)
 
+    @cached_property
     def _params_or_none(self) -> dict | None:
-        """The raw params when a params file is present (verbs that run without one fall back to defaults)."""
+        """The raw params when a params file is present (verbs that run without one fall back to defaults);
+        read once."""
         from smart.config import load_params
 
         if not Path(self.params_path).exists():
@@ -88,8 +90,7 @@ class RunContext:
     def profile(self) -> str:
         if getattr(self.args, "profile", None):
             return self.args.profile
-        params = self._params_or_none()
-        return (params or {}).get("profile") or "mini"
+        return (self._params_or_none or {}).get("profile") or "mini"
 
     @cached_property
     def root(self) -> str | None:
@@ -97,7 +98,7 @@ class RunContext:
         ``data/mini`` or ``$DETECTRON2_DATASETS``)."""
         if getattr(self.args, "root", None):
             return self.args.root
-        data = (self._params_or_none() or {}).get("data") or {}
+        data = (self._params_or_none or {}).get("data") or {}
         return data.get("mini_root" if self.profile == "mini" else "paper_root")
 
     # ------------------------------------------------------------------ device and threads

@@ -59,7 +59,7 @@ def run(args) -> int:
     on_the_fly = spec.oracle != "generator" and (gen_state or args.proposals_root is None)
     if on_the_fly:  # built once, used for every benchmark
         fly = generator_proposals(run_.generator_config(args), state=gen_state, device=device, source=args.model,
-                                  test_time=run_.test_time(args))
+                                  test_time=run_.test_time())
     for name in datasets:
         ds = Dataset.open(name, profile=profile, root=root)
         if spec.oracle == "generator":

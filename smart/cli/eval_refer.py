@@ -60,7 +60,7 @@ def run(args) -> int:
     profile, root, device, after, meta = run_.profile, run_.root, run_.device, run_.model, run_.meta
     before = untuned_model(meta, device=device)
     gcfg = run_.generator_config(args)
-    props = generator_proposals(gcfg, state=None, device=device, source=args.model, test_time=run_.test_time(args))
+    props = generator_proposals(gcfg, state=None, device=device, source=args.model, test_time=run_.test_time())
     how = f"frozen generator {gcfg.get('name')!r} on the fly ({gcfg.get('pretrained')})"
 
     metrics: dict[str, dict] = {}

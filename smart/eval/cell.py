@@ -39,8 +39,7 @@ def eval_settings(params: Any, *, oracle: str = "none", source: str | Path | Non
     :class:`EvalSettings`."""
     from smart.config import section
 
-    ev = params.eval if hasattr(params, "eval") and not isinstance(params, dict) else section(
-        params, "eval", source=source)
+    ev = section(params, "eval", source=source) if isinstance(params, dict) else params.eval
     return EvalSettings(**ev, oracle=oracle)
 
 

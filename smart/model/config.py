@@ -95,7 +95,7 @@ class SmartModelConfig:
         self.validate()
 
     # ------------------------------------------------------------------ validation
-    def validate(self, field_of=lambda k: k, source=None) -> None:
+    def validate(self) -> None:
         for name, choices in _CHOICES.items():
             value = getattr(self, name)
             if value not in choices:
