@@ -482,13 +482,14 @@ def _seed_list(value: Any, field: str, source) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _dataset_list(value: Any, field: str, source) -> tuple[str, ...]:
+def _dataset_list(value: Any, field: str, source, user: Any = None) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         raise ConfigError(f"expected a non-empty list of datasets, got {value!r}", path=source, field=field)
+    allowed = list(EVAL_DATASETS) + [str(k) for k in (user or {})]
     for v in value:
-        if v not in EVAL_DATASETS:
-            raise ConfigError(f"unknown evaluation dataset {v!r} (allowed: {', '.join(EVAL_DATASETS)})",
-                              path=source, field=field)
+        if v not in allowed:
+            raise ConfigError(f"unknown evaluation dataset {v!r} (allowed: {', '.join(allowed)}; your own "
+                              f"benchmarks are declared in user_datasets)", path=source, field=field)
     return tuple(dict.fromkeys(value))
 
 
@@ -499,7 +500,8 @@ def cell_spec(params: dict, cell: str, *, source: str | Path | None = None) -> C
     seeds = _seed_list(over.get("seeds", defaults["seeds"]),
                        f"cells.{cell}.seeds" if "seeds" in over else "cell_defaults.seeds", source)
     datasets = _dataset_list(over.get("datasets", defaults["datasets"]),
-                             f"cells.{cell}.datasets" if "datasets" in over else "cell_defaults.datasets", source)
+                             f"cells.{cell}.datasets" if "datasets" in over else "cell_defaults.datasets", source,
+                             user=params.get("user_datasets"))
     oracle = over.get("oracle", "none")
     if oracle not in ORACLES:
         raise ConfigError(f"unknown oracle {oracle!r} (allowed: {', '.join(ORACLES)})", path=source,
@@ -530,6 +532,7 @@ def cell_spec(params: dict, cell: str, *, source: str | Path | None = None) -> C
 
 # params.yaml ``report``: which cells fill which table rows / figure bars (smart.report).
 REPORT_KEYS = ("table1", "table2", "table3", "table4", "fig2", "fig6")
+REPORT_OPTIONAL = ("qualitative",)  # absent: no qualitative figures
 TABLE3_KEYS = tuple(TABLE3_PARTS.values())
 
 
@@ -537,7 +540,9 @@ def check_report(params: dict, *, source: str | Path | None = None) -> dict:
     """Validate ``report``: known keys, and every cell it names is a cell of ``cells``."""
     rep = section(params, "report", source=source)
     cells = section(params, "cells", source=source)
-    check_keys(rep, REPORT_KEYS, key="report", source=source)
+    if not isinstance(rep, dict):
+        raise ConfigError(f"expected a mapping, got {type(rep).__name__}", path=source, field="report")
+    check_keys({k: v for k, v in rep.items() if k not in REPORT_OPTIONAL}, REPORT_KEYS, key="report", source=source)
 
     def cell(name: Any, field: str) -> None:
         if not isinstance(name, str) or name not in cells:
@@ -567,6 +572,14 @@ def check_report(params: dict, *, source: str | Path | None = None) -> dict:
     for fig, parts in rep["fig2"].items():
         for bar, c in parts.items():
             cell(c, f"report.fig2.{fig}.{bar}")
+    if "qualitative" in rep:
+        q = rep["qualitative"]
+        check_keys(q, ("baseline", "smart", "images"), key="report.qualitative", source=source)
+        cell(q["baseline"], "report.qualitative.baseline")
+        cell(q["smart"], "report.qualitative.smart")
+        if not isinstance(q["images"], int) or isinstance(q["images"], bool) or not 1 <= q["images"] <= 32:
+            raise ConfigError(f"expected an integer 1..32, got {q['images']!r}", path=source,
+                              field="report.qualitative.images")
     for axis, cs in rep["fig6"].items():
         if axis not in ("iterations", "fraction"):
             raise ConfigError("unknown axis (allowed: iterations, fraction)", path=source, field=f"report.fig6.{axis}")

@@ -116,6 +116,7 @@ CLUSTER = {
     "eval": {"runtime": 480, "mem_mb": 64000},
     "benchmark": {"runtime": 60, "mem_mb": 64000},
     "refer": {"runtime": 240, "mem_mb": 64000},
+    "qualitative": {"runtime": 60, "mem_mb": 32000},
 }
 
 
@@ -137,7 +138,9 @@ def stage_name(stage: str, item: str | None = None) -> str:
 
 # ------------------------------------------------------------------------------------------ inputs
 def dataset_ready(exp: Experiment, dataset: str) -> list[str]:
-    """The stamp files that must exist before ``dataset`` can be read."""
+    """The stamp files that must exist before ``dataset`` can be read (a user dataset: its declared files)."""
+    if dataset in exp.user_datasets:
+        return exp.user_datasets[dataset].files()
     if exp.mini:
         return [P.mini_stamp(exp.root, "vocab"), P.mini_stamp(exp.root, P.MINI_UNIT[dataset])]
     return [P.paper_stamp(exp.root, P.PAPER_UNIT[dataset])]
@@ -181,6 +184,13 @@ def generator_weights(exp: Experiment, generator: str) -> list[str]:
         return [P.mini_generator_dir(generator)]
     key = cache_generator_key(exp, generator)
     return _generator_dir(exp, exp.train_defaults()["generators"][key]["pretrained"])
+
+
+def user_keys(datasets) -> tuple[str, ...]:
+    """The params keys of the user datasets among ``datasets`` (their declarations)."""
+    from smart.data.registry import ALIASES
+
+    return tuple(f"user_datasets.{d}" for d in datasets if d not in ALIASES)
 
 
 def clip_weights(exp: Experiment) -> list[str]:
@@ -252,7 +262,8 @@ def build_stages(exp: Experiment) -> list[Stage]:
                    "--profile", prof, "--root", root, "--out", store, "--threads", "1"),
                   deps=tuple(dataset_ready(exp, ds) + generator_weights(exp, gen)),
                   outs=(Out(store, files=(P.proposals_manifest(gen, ds),)),),
-                  params=(f"proposals.{prof}",) + (() if exp.mini else (f"train_defaults.{prof}.generators",)),
+                  params=(f"proposals.{prof}",) + (() if exp.mini else (f"train_defaults.{prof}.generators",))
+                  + user_keys([ds]),
                   code=("smart/data/proposals.py", "smart/model/mask_generator.py"),
                   log=P.log("proposals", f"{gen}/{ds}"), gpu=gpu))
         return store
@@ -303,7 +314,7 @@ def build_stages(exp: Experiment) -> list[Stage]:
                        P.eval_detail_dir(name, seed), "--threads", "1"),
                       deps=tuple([P.train_outputs(cell.model_cell, seed)["model"]] + extra + ready + clip_weights(exp)),
                       outs=tuple(Out(f, cache=False) for f in files + details),
-                      params=("eval",) + cell_params[name] + fly,
+                      params=("eval",) + cell_params[name] + fly + user_keys(cell.datasets),
                       code=("smart/eval", "smart/model", "smart/data/sources.py"),
                       log=P.log("eval", f"{name}/s{seed}"), gpu=gpu))
 
@@ -342,15 +353,16 @@ def build_stages(exp: Experiment) -> list[Stage]:
                       log=P.log("refer", f"{rcell}/s{seed}"), gpu=gpu))
 
     # ---------------------------------------------------------------- dataset checks and pictures
-    for ds in P.ALL_DATASETS:
+    for ds in P.ALL_DATASETS + tuple(exp.user_datasets):
         ready = tuple(dataset_ready(exp, ds))
-        add(Stage(stage_name("check_dataset", ds), ("check-dataset", ds, "--profile", prof, "--root", root, "--out",
-                                                     P.dataset_check(ds)),
-                  deps=ready, outs=(Out(P.dataset_check(ds), cache=False),),
+        user = ("--params", "{params}") if ds in exp.user_datasets else ()  # its declaration is in the params
+        add(Stage(stage_name("check_dataset", ds), ("check-dataset", ds, "--profile", prof, "--root", root, *user,
+                                                     "--out", P.dataset_check(ds)),
+                  deps=ready, outs=(Out(P.dataset_check(ds), cache=False),), params=user_keys([ds]),
                   code=("smart/data/registry.py", "smart/data/check.py"), log=P.log("check_dataset", ds)))
-        add(Stage(stage_name("dataset_grid", ds), ("show-dataset", ds, "--profile", prof, "--root", root, "--out",
-                                                    P.dataset_grid(ds)),
-                  deps=ready, outs=(Out(P.dataset_grid(ds), cache=False),),
+        add(Stage(stage_name("dataset_grid", ds), ("show-dataset", ds, "--profile", prof, "--root", root, *user,
+                                                    "--out", P.dataset_grid(ds)),
+                  deps=ready, outs=(Out(P.dataset_grid(ds), cache=False),), params=user_keys([ds]),
                   code=("smart/data/registry.py", "smart/data/show.py"), log=P.log("dataset_grid", ds)))
 
     # ---------------------------------------------------------------- tables and figures
@@ -366,6 +378,29 @@ def build_stages(exp: Experiment) -> list[Stage]:
                   + tuple(f"cells.{c}" for c in report_cells(exp, name))
                   + ((f"train_defaults.{prof}",) if name == "fig6" else ()),
                   code=("smart/report",), log=P.log("report", name), local=True))
+    q = rep.get("qualitative")
+    if q and q["baseline"] in exp.cells and q["smart"] in exp.cells:  # Figs. 4-5: the models on a few images
+        cols = [exp.cell(q["baseline"]), exp.cell(q["smart"])]
+        datasets = cols[1].datasets
+        models = [P.train_outputs(c.model_cell, c.seeds[0])["model"] for c in cols]
+        gens = [d for c in cols for d in _generator_dir(exp, c.train.generator_config.get("pretrained"))]
+        ready = sorted({f for d in datasets for f in dataset_ready(exp, d)})
+        add(Stage("qualitative", ("qualitative", "--params", "{params}", "--profile", prof, "--root", root,
+                                  "--out-dir", P.QUALITATIVE_DIR, "--threads", "1"),
+                  deps=tuple(dict.fromkeys(models + gens + ready + clip_weights(exp))),
+                  outs=tuple(Out(P.qualitative_figure(d), cache=False) for d in datasets),
+                  params=tuple(dict.fromkeys(("report.qualitative", "eval", f"proposals.{prof}")
+                                             + cell_params[cols[0].name] + cell_params[cols[1].name]
+                                             + user_keys(datasets))),
+                  code=("smart/predict.py", "smart/visualize.py", "smart/report/qualitative.py", "smart/model",
+                        "smart/data/sources.py", "smart/data/registry.py"),
+                  log=P.log("report", "qualitative"), gpu=gpu))
+    if exp.user_cells():  # the user's own benchmarks: one table of every cell scored on them
+        outs = P.report_outputs(P.USER_TABLE)
+        add(Stage(P.USER_TABLE, ("table", P.USER_TABLE, "--params", "{params}", "--profile", prof, "--out", outs[0]),
+                  deps=tuple(report_inputs(exp, P.USER_TABLE)), outs=tuple(Out(o, cache=False) for o in outs),
+                  params=("cell_defaults", "user_datasets") + tuple(f"cells.{c}" for c in exp.user_cells()),
+                  code=("smart/report",), log=P.log("report", P.USER_TABLE), local=True))
     return list(stages.values())
 
 
@@ -401,6 +436,9 @@ def report_inputs(exp: Experiment, what: str) -> list[str]:
     if what == "table4":
         cell = exp.report["table4"]["cell"]
         return [P.refer_metrics(cell, s) for s in exp.cell(cell).seeds] if cell in exp.cells else []
+    if what == P.USER_TABLE:
+        return [P.metrics_file(c, s, d) for c in exp.user_cells() for s in exp.cell(c).seeds
+                for d in exp.cell(c).datasets if d in exp.user_datasets]
     out = [f for c in report_cells(exp, what) for f in cell_metrics(exp, c)]
     if what == "table2" and exp.report["table2"]["cell"] in exp.cells:
         cell = exp.report["table2"]["cell"]

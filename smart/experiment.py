@@ -43,7 +43,8 @@ from smart.errors import ConfigError
 
 # Every top-level section of params.yaml (an unknown one is a misspelling: its overrides would do nothing).
 SECTIONS = ("profile", "data", "mini_world", "mini_clip", "model", "cells", "cell_defaults", "eval",
-            "train_defaults", "convert_generators", "mini_generators", "proposals", "report")
+            "train_defaults", "convert_generators", "mini_generators", "proposals", "report", "user_datasets")
+OPTIONAL_SECTIONS = {"user_datasets": {}}  # value when absent (params files written before it existed)
 DATA_SCHEMA: dict[str, Any] = {"mini_root": str, "paper_root": str, "download": bool, "count_check": bool}
 
 
@@ -96,12 +97,15 @@ class Experiment:
         source: the file it came from (named in errors), or a description.
         profile: ``mini`` or ``paper``.
         cells: every cell that runs in the profile, in params.yaml order.
+        user_datasets: the user's own benchmarks (``user_datasets``: name →
+            :class:`smart.data.registry.UserDataset`), usable in any cell's ``datasets:``.
     """
 
     params: dict
     source: str
     profile: str
     cells: Mapping[str, Cell] = field(repr=False)
+    user_datasets: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -121,9 +125,15 @@ class Experiment:
         for key in params:  # a misspelt section would silently do nothing
             if key not in SECTIONS:
                 raise ConfigError(f"unknown section (allowed: {', '.join(SECTIONS)})", path=source, field=str(key))
+        for key, default in OPTIONAL_SECTIONS.items():
+            if params.get(key) is None:
+                params[key] = copy.deepcopy(default)
         for key in SECTIONS:
             if key not in params:
                 raise ConfigError("missing section", path=source, field=key)
+        from smart.data.registry import user_datasets
+
+        user = user_datasets(params["user_datasets"], source=source)
         profile = params["profile"]
         if profile not in PROFILES:
             raise ConfigError(f"expected one of {', '.join(PROFILES)}, got {profile!r}", path=source, field="profile")
@@ -159,7 +169,7 @@ class Experiment:
                 raise ConfigError(f"{c.spec.model_from!r} does not run in the {profile} profile", path=source,
                                   field=f"cells.{name}.model_from")
         check_report(params, source=source)
-        return cls(params=params, source=source, profile=profile, cells=cells)
+        return cls(params=params, source=source, profile=profile, cells=cells, user_datasets=user)
 
     # ------------------------------------------------------------------ lookups
     def cell(self, name: str) -> Cell:
@@ -199,6 +209,10 @@ class Experiment:
 
     def train_defaults(self) -> dict:
         return self.params["train_defaults"][self.profile]
+
+    def user_cells(self) -> list[str]:
+        """The cells that list a user dataset (the rows of the user-dataset table)."""
+        return [n for n, c in self.cells.items() if set(c.datasets) & set(self.user_datasets)]
 
     def get(self, dotted: str) -> Any:
         """The value at a dotted params key (``cells.smart.model``); what DVC's ``params:`` name."""

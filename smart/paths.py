@@ -25,6 +25,7 @@ MINI_UNIT_DIRS = {
 
 TABLES = ("table1", "table2", "table3a", "table3b", "table3c", "table3d", "table3e", "table3f", "table4")
 FIGURES = ("fig2", "fig6")
+USER_TABLE = "table_user"  # every cell scored on the user's own benchmarks (params.yaml user_datasets)
 TABLE3_PARTS = {"table3a": "a_tuned_parameters", "table3b": "b_lora_rank", "table3c": "c_da_layers",
                 "table3d": "d_components", "table3e": "e_extra_tuning", "table3f": "f_vlm_backbone"}
 # The params.yaml ``report`` entry of each table or figure.
@@ -143,6 +144,14 @@ def table_files(name: str) -> list[str]:
 
 def figure_files(name: str) -> list[str]:
     return [f"results/figures/{name}.pdf", f"results/figures/{name}.png"]
+
+
+QUALITATIVE_DIR = "results/figures/qualitative"
+
+
+def qualitative_figure(dataset: str) -> str:
+    """Input / ground truth / frozen baseline / SMART on a few images of one benchmark (Figs. 4-5)."""
+    return f"{QUALITATIVE_DIR}/{dataset}.png"
 
 
 def report_outputs(what: str) -> list[str]:

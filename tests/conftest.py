@@ -57,3 +57,32 @@ def make_world(tmp_path_factory):
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A params file (tiny random CLIP and generator) and a model.pt of its `smart` cell."""
+    import torch
+    import yaml
+
+    from smart.config import load_params
+    from smart.model.config import get_preset
+    from smart.model.smart import build_model
+    from smart.train.checkpoint import atomic_save, frozen_checksum, trainable_state_dict
+
+    d = tmp_path_factory.mktemp("trained")
+    torch.manual_seed(0)
+    # no void class: every proposal competes for pixels, so the random model predicts segments
+    model = build_model(get_preset("tiny-test").replace(void_class=False)).eval()
+    params = load_params("params.yaml")
+    params["mini_world"]["image_size"] = 64  # the small test world's side
+    params["model"]["mini"] = {"preset": "tiny-test", "void_class": False}
+    params["eval"]["overlap_threshold"] = 0.0  # the random generator's masks overlap a lot
+    params["train_defaults"]["mini"]["generators"]["swinb"] = {
+        "name": "tiny", "backend": "hf", "pretrained": None, "resize": False, "top_k": 6}
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    atomic_save({"format": "smart-trainable-v1", "cell": "smart", "model_config": model.config.to_dict(),
+                 "train_config": {"proposal_pad_logit": -20.0}, "seed": 0, "iteration": 0,
+                 "trainable_state": trainable_state_dict(model), "generator_state": {}, "generator_config": None,
+                 "frozen_checksum": frozen_checksum(model)}, d / "model.pt")
+    return d

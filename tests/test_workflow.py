@@ -60,18 +60,38 @@ def _inside(path: str, dirs) -> bool:
     return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
 
 
-@pytest.mark.parametrize("profile", ["mini", "paper"])
+# A user dataset (params.yaml user_datasets) listed by a cell that reads cached proposals and by one
+# that runs its generator on the fly: its stages must agree in both engines too.
+USER_OVERRIDE = {
+    "user_datasets": {"mine": {"images": "my/images", "panoptic_json": "my/pan.json", "semseg_dir": "my/sem"}},
+    "cells": {"smart": {"seeds": [0, 1, 2], "datasets": ["ade150", "mine"]},
+              "fig2b_scratch": {"model": {"tune_mask_generator": True}, "datasets": ["mine"],
+                                "train": {"generator": "swinb_scratch", "mini": {"iterations": 1400}}}},
+}
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.mark.parametrize("profile", ["mini", "paper", "mini+user"])
 def test_snakemake_and_dvc_run_the_same_stages(profile):
     """Parity of the two engines, stage by stage: the same command, the same data inputs (a DVC directory
     dependency holds the files Snakemake reads in it), the same outputs, the same params keys and values,
     and the same code (DVC hashes the paths, Snakemake gets their content hash)."""
     from smart.dag import code_digest
 
-    exp = Experiment.load(REPO / "params.yaml")
-    if profile != exp.profile:
-        exp = exp.with_profile(profile)
+    over = {"profile": profile.split("+")[0], **(USER_OVERRIDE if profile.endswith("+user") else {})}
+    exp = Experiment.from_params(_merged(load_params(REPO / "params.yaml"), over))
     dvc = render_dvc(exp)["stages"]
-    rules = _snakemake_rules(REPO, {"profile": profile})
+    if profile.endswith("+user"):
+        assert {"check_dataset-mine", "cache_proposals-mini-swinb-mine", "table_user"} <= set(dvc)
+        assert "user_datasets.mine" in dvc["eval-smart-s0"]["params"]
+        assert {"my/images", "my/pan.json", "my/pan", "my/sem"} <= set(dvc["eval-fig2b_scratch-s0"]["deps"])
+    rules = _snakemake_rules(REPO, over)
     assert len(rules) == len(dvc)
     by_rule = {"".join(ch if ch.isalnum() else "_" for ch in name): name for name in dvc}
     assert set(rules) == set(by_rule)
@@ -120,7 +140,7 @@ def test_config_overrides_reach_the_jobs(tmp_path):
     assert Experiment.load(proj / ".smart/params.yaml").eval["overlap_threshold"] == 0.7
     changed = {n for n, r in tweaked.items() if (r["params"], r["cmd"], r["code"]) != (
         base[n]["params"], base[n]["cmd"], base[n]["code"])}
-    assert changed == {n for n in base if n.startswith("eval_")}, changed
+    assert changed == {n for n in base if n.startswith("eval_")} | {"qualitative"}, changed
 
 
 def test_the_paper_profile_dag_builds(tmp_path):

@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "eval-refer": "smart.cli.eval_refer",
     "paper-smoke": "smart.cli.paper_smoke",
     "convert-generator": "smart.cli.convert_generator",
+    "predict": "smart.cli.predict",
+    "qualitative": "smart.cli.qualitative",
 }
 
 

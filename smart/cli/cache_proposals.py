@@ -48,7 +48,7 @@ def run(args) -> int:
     ctx = RunContext(args)
     exp = ctx.experiment
     profile, cfg, device = exp.profile, exp.proposal_config(), ctx.device()
-    ds = Dataset.open(args.dataset, profile=profile, root=ctx.root)
+    ds = Dataset.open(args.dataset, profile=profile, root=ctx.root, user=exp.user_datasets)
     entry = exp.train_defaults()["generators"].get(args.generator)
     d2 = False
     if entry is not None and not Path(args.generator).is_dir():  # a generator of the params file, by key

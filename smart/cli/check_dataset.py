@@ -29,7 +29,7 @@ def run(args) -> int:
     from smart.data.registry import Dataset
 
     ctx = RunContext(args)
-    ds = Dataset.open(args.name, profile=ctx.profile, root=ctx.root)
+    ds = Dataset.open(args.name, profile=ctx.profile, root=ctx.root, user=ctx.user_datasets)
     stats = dataset_stats(ds, args.limit)
     text = json.dumps(stats, indent=1) + "\n"
     if args.out:

@@ -85,6 +85,14 @@ class RunContext:
             return None
         return load_params(self.params_path)
 
+    @cached_property
+    def user_datasets(self) -> dict:
+        """The params file's ``user_datasets`` (name → :class:`smart.data.registry.UserDataset`), checked;
+        empty without a params file."""
+        from smart.data.registry import user_datasets
+
+        return user_datasets((self._params_or_none or {}).get("user_datasets"), source=self.params_path)
+
     # ------------------------------------------------------------------ profile and root
     @cached_property
     def profile(self) -> str:

@@ -61,7 +61,7 @@ def run(args) -> int:
         fly = generator_proposals(run_.generator_config(args), state=gen_state, device=device, source=args.model,
                                   test_time=run_.test_time())
     for name in datasets:
-        ds = Dataset.open(name, profile=profile, root=root)
+        ds = Dataset.open(name, profile=profile, root=root, user=run_.exp.user_datasets)
         if spec.oracle == "generator":
             props, how = None, "oracle generator (ground-truth masks)"
         elif on_the_fly:

@@ -27,6 +27,7 @@ def run(args) -> int:
     from smart.data.show import draw_grid
 
     ctx = RunContext(args)
-    title = draw_grid(args.name, out=args.out, profile=ctx.profile, root=ctx.root, num=args.num, start=args.start)
+    title = draw_grid(args.name, out=args.out, profile=ctx.profile, root=ctx.root, num=args.num, start=args.start,
+                      user=ctx.user_datasets)
     print(f"wrote {args.out}: {title}")
     return 0

@@ -20,9 +20,9 @@ HELP = "write a paper table (CSV + .md + .tex) from the pipeline's results, next
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from smart.paths import TABLES
+    from smart.paths import TABLES, USER_TABLE
 
-    p.add_argument("name", choices=TABLES, help="which table")
+    p.add_argument("name", choices=TABLES + (USER_TABLE,), help=f"which table ({USER_TABLE}: your own benchmarks)")
     add_run_arguments(p, root=False)
     p.add_argument("--metrics-dir", default="results/metrics", help="directory of <cell>/s<seed>/<dataset>.json")
     p.add_argument("--train-dir", default="results/train", help="directory of <cell>/s<seed>/summary.json")
@@ -38,7 +38,12 @@ def run(args) -> int:
     params, profile = exp.params, exp.profile
     numbers = paper_numbers()
     decimals = None
-    if args.name == "table1":
+    if args.name == "table_user":
+        from smart.report.tables import build_user_table
+
+        df = build_user_table(exp, metrics_dir=args.metrics_dir)
+        caption = "The user's own benchmarks (params.yaml user_datasets): PQ / SQ / RQ and mIoU, mean ± std over seeds"
+    elif args.name == "table1":
         df = build_table1(params=params, metrics_dir=args.metrics_dir, profile=profile)
         caption = numbers["table1"]["caption"]
     elif args.name in TABLE3:

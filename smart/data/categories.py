@@ -92,6 +92,30 @@ class Vocabulary:
         return [c.to_dict() for c in self.categories]
 
 
+def norm_name(name: str) -> str:
+    return " ".join(name.lower().split())
+
+
+def check_names(classes: list[list[str]], *, source: str | None = None) -> None:
+    """Reject an empty vocabulary, blank names and any name used twice (within or across classes,
+    ignoring case and repeated spaces): a duplicate would split one concept's score between classes."""
+    if not classes:
+        raise InputError("the vocabulary is empty: give at least one class", path=source, field="vocabulary")
+    seen: dict[str, int] = {}
+    for i, syns in enumerate(classes):
+        if not syns or any(not isinstance(s, str) or not s.strip() for s in syns):
+            raise InputError(f"class {i + 1} has a blank name", path=source, field=f"vocabulary[{i}]")
+        for s in syns:
+            key = norm_name(s)
+            if key in seen:
+                j = seen[key]
+                where = ("twice in the same class" if j == i
+                         else f"in class {j + 1} ({classes[j][0]!r}) and class {i + 1} ({syns[0]!r})")
+                raise InputError(f"the name {s!r} appears {where}: every class name and synonym must be unique",
+                                 path=source, field=f"vocabulary[{i}]")
+            seen[key] = i
+
+
 def split_synonyms(line_names: str) -> tuple[str, ...]:
     """FC-CLIP's rule: replace ', ' with ',' and split on ','."""
     return tuple(s.strip() for s in line_names.replace(", ", ",").split(",") if s.strip())

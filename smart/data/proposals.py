@@ -650,9 +650,10 @@ class ProposalStore:
                                    f"{m.get('generator', {}).get('path')!r}) than {ident.get('path')!r} "
                                    f"({ident['sha256'][:12]}…)", path=man_path, field="generator_sha256")
         if dataset is not None:
-            from smart.data.registry import resolve_name
+            from smart.data.registry import ALIASES, SPECS, resolve_name
 
-            want = resolve_name(dataset).name
+            # a built-in benchmark by alias or full name; a user dataset by its own name
+            want = resolve_name(dataset).name if dataset in ALIASES or dataset in SPECS else dataset
             if m["dataset"] != want:
                 raise DatasetError(f"proposals of dataset {m['dataset']!r}, expected {want!r}", path=man_path,
                                    field="dataset")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smart.data.categories import Vocabulary, builtin_vocab, load_vocab_json
+from smart.data.categories import Vocabulary, builtin_vocab, load_vocab_json, vocabulary_from_json_list
 from smart.errors import DatasetError
 from smart.io import load_json, read_label_map, read_panoptic_png, read_rgb
 
@@ -90,6 +90,127 @@ def resolve_name(name: str) -> DatasetSpec:
     return SPECS[full]
 
 
+# --------------------------------------------------------------------------------------------------
+# user datasets (params.yaml ``user_datasets``)
+
+
+@dataclass(frozen=True)
+class UserDataset:
+    """A benchmark of the user's own, declared in params.yaml ``user_datasets.<name>``.
+
+    Paths are relative to the working folder (the repository) or absolute. At least one of
+    ``panoptic_json`` (COCO-panoptic) and ``semseg_dir`` (label PNGs whose values index ``categories``)
+    is given; the category table is ``categories`` (a JSON list ``[{"id", "name", "synonyms"?,
+    "isthing"?}]``, or ``{"categories": [...]}``) or else the panoptic JSON's own ``categories``.
+
+    Args:
+        name: the benchmark's name (what cells list in ``datasets:``).
+        images: folder of the images.
+        panoptic_json: COCO-panoptic annotation file.
+        panoptic_dir: its PNG folder (default: the JSON's path without ``.json``).
+        semseg_dir: folder of semantic label PNGs named as the images.
+        categories: category table (default: the panoptic JSON's ``categories``).
+        ignore_label: label value of unlabelled pixels in ``semseg_dir``.
+        description: one line for the tables and logs.
+    """
+
+    name: str
+    images: str
+    panoptic_json: str | None = None
+    panoptic_dir: str | None = None
+    semseg_dir: str | None = None
+    categories: str | None = None
+    ignore_label: int = 255
+    description: str = ""
+
+    def validate(self, *, field_of=None, source=None) -> None:
+        """Rules between fields (types are checked by :func:`smart.schema.from_mapping`)."""
+        from smart.errors import ConfigError
+
+        field_of = field_of or (lambda k: f"user_datasets.{self.name}.{k}")
+        if self.panoptic_json is None and self.semseg_dir is None:
+            raise ConfigError("give panoptic_json (COCO panoptic) and/or semseg_dir (label PNGs)", path=source,
+                              field=field_of("panoptic_json"))
+        if self.panoptic_json is None and self.categories is None:
+            raise ConfigError("a semantic-only dataset needs a `categories` file", path=source,
+                              field=field_of("categories"))
+        if self.panoptic_dir is not None and self.panoptic_json is None:
+            raise ConfigError("panoptic_dir without panoptic_json", path=source, field=field_of("panoptic_dir"))
+        if not 0 <= self.ignore_label <= 65535:
+            raise ConfigError(f"expected 0..65535, got {self.ignore_label}", path=source, field=field_of("ignore_label"))
+
+    @property
+    def pan_dir(self) -> str | None:
+        if self.panoptic_json is None:
+            return None
+        return self.panoptic_dir or str(Path(self.panoptic_json).with_suffix(""))
+
+    def files(self) -> list[str]:
+        """Every declared file and folder (the DAG's dependencies of this benchmark)."""
+        return [p for p in (self.images, self.panoptic_json, self.pan_dir, self.semseg_dir, self.categories) if p]
+
+    def spec(self) -> DatasetSpec:
+        return DatasetSpec(self.name, self.name, "panoptic" if self.panoptic_json else "semantic", self.images,
+                           self.panoptic_json, self.pan_dir, self.semseg_dir, ignore_label=self.ignore_label,
+                           description=self.description or f"{self.name} (user dataset)")
+
+    def check_files(self) -> None:
+        """Each declared path exists (errors name the params key and the path)."""
+        for field, kind in (("images", "dir"), ("panoptic_json", "file"), ("panoptic_dir", "dir"),
+                            ("semseg_dir", "dir"), ("categories", "file")):
+            path = self.pan_dir if field == "panoptic_dir" else getattr(self, field)
+            if path is None:
+                continue
+            ok = Path(path).is_dir() if kind == "dir" else Path(path).is_file()
+            if not ok:
+                raise DatasetError(f"declared {kind == 'dir' and 'folder' or 'file'} does not exist", path=path,
+                                   field=f"user_datasets.{self.name}.{field}")
+
+    def vocabulary(self) -> Vocabulary:
+        """The category table, checked: unique ids, non-blank and unique names and synonyms."""
+        from smart.data.categories import check_names
+
+        path = Path(self.categories or self.panoptic_json)
+        data = load_json(path, "category file")
+        items = data.get("categories") if isinstance(data, dict) else data
+        if not isinstance(items, list) or not items:
+            raise DatasetError("expected a non-empty category list (or {\"categories\": [...]})", path=path,
+                               field="categories")
+        vocab = vocabulary_from_json_list(self.name, items, source=path)
+        check_names([list(c.synonyms) for c in vocab], source=str(path))
+        return vocab
+
+
+USER_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_+-")
+
+
+def user_datasets(section: object, *, source=None) -> dict[str, UserDataset]:
+    """params.yaml ``user_datasets`` (name → declaration) → checked :class:`UserDataset` s (no file access)."""
+    from smart.errors import ConfigError
+    from smart.schema import from_mapping
+
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError("expected a mapping of dataset name -> declaration", path=source, field="user_datasets")
+    out = {}
+    for name, decl in section.items():
+        key = f"user_datasets.{name}"
+        if not isinstance(name, str) or not name or set(name) - USER_NAME_CHARS:
+            raise ConfigError("a dataset name uses lower-case letters, digits, _ + - only", path=source, field=key)
+        if name in ALIASES or name in SPECS:
+            raise ConfigError("this name is a built-in benchmark; choose another", path=source, field=key)
+        if not isinstance(decl, dict):
+            raise ConfigError("expected a mapping (images, panoptic_json, ...)", path=source, field=key)
+        if "images" not in decl:
+            raise ConfigError("missing key (the folder of the images)", path=source, field=f"{key}.images")
+        if "name" in decl:
+            raise ConfigError("unknown key (the dataset's name is its key)", path=source, field=f"{key}.name")
+        out[name] = from_mapping(UserDataset, {**decl, "name": name}, field_of=lambda k, key=key: f"{key}.{k}",
+                                 source=source)
+    return out
+
+
 def default_root(profile: str) -> Path:
     if profile == "mini":
         return Path("data/mini")
@@ -140,7 +261,14 @@ class Dataset:
         self.records = self._list_records()
 
     @classmethod
-    def open(cls, name: str, *, profile: str = "mini", root: str | Path | None = None) -> "Dataset":
+    def open(cls, name: str, *, profile: str = "mini", root: str | Path | None = None,
+             user: dict[str, UserDataset] | None = None) -> "Dataset":
+        """A built-in benchmark of the profile (under ``root``), or one of the ``user`` datasets
+        (params.yaml ``user_datasets``, e.g. ``Experiment.user_datasets``), whose paths are their own."""
+        if user and name in user:
+            ud = user[name]
+            ud.check_files()
+            return cls(ud.spec(), Path("."), ud.vocabulary())
         spec = resolve_name(name)
         root = Path(root) if root is not None else default_root(profile)
         if not root.is_dir():
@@ -323,3 +451,14 @@ class Dataset:
 
 def list_datasets() -> list[str]:
     return list(SPECS)
+
+
+def open_vocabulary(name: str, *, profile: str, root: str | Path | None = None,
+                    user: dict[str, UserDataset] | None = None) -> Vocabulary:
+    """A benchmark's category table without listing its images (built-in or user dataset)."""
+    if user and name in user:
+        user[name].check_files()
+        return user[name].vocabulary()
+    spec = resolve_name(name)
+    root = Path(root) if root is not None else default_root(profile)
+    return load_vocabulary(spec, root, profile)

@@ -57,7 +57,7 @@ def overlay(sample: dict, ignore_label: int, palette: np.ndarray) -> tuple[np.nd
 
 
 def draw_grid(name: str, *, out: str | Path, profile: str = "mini", root: str | None = None, num: int = 8,
-              start: int = 0) -> str:
+              start: int = 0, user: dict | None = None) -> str:
     """Draw ``num`` images of dataset ``name`` from index ``start`` with their overlays and a legend into
     ``out`` (PNG or PDF, written atomically); returns the title."""
     import matplotlib
@@ -68,7 +68,7 @@ def draw_grid(name: str, *, out: str | Path, profile: str = "mini", root: str | 
 
     from smart.data.registry import Dataset
 
-    ds = Dataset.open(name, profile=profile, root=root)
+    ds = Dataset.open(name, profile=profile, root=root, user=user)
     idx = list(range(start, min(len(ds), start + num)))
     palette = class_colours(len(ds.vocab))
     cols = 4

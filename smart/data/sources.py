@@ -160,9 +160,6 @@ def _pad_stack(props: list[torch.Tensor], pad_logit: float) -> torch.Tensor:
     return out
 
 
-@torch.no_grad()
-
-
 def store_proposals(path: str | Path, *, pad_logit: float) -> Callable:
     """Proposals read from a cache written by ``python -m smart cache-proposals``."""
     from smart.data.proposals import ProposalStore
@@ -196,7 +193,12 @@ class OnTheFlyProposals:
         self.settings: dict = {}
 
     def for_dataset(self, name: str) -> OnTheFlyProposals:
-        self.settings = self.test_time.test_time(name)
+        return self.use_settings(self.test_time.test_time(name))
+
+    def use_settings(self, settings: dict) -> OnTheFlyProposals:
+        """Apply test-time generator settings (``resize``, ``min_size``, ``max_size``, ``top_k``,
+        ``score_mode``) directly, e.g. ``python -m smart predict``'s test size for images of any size."""
+        self.settings = dict(settings)
         self.generator.set_test_time(self.settings)
         return self
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -134,6 +135,32 @@ def build_table3(part: str, *, params: dict, metrics_dir: str | Path, profile: s
         row["seeds"] = n
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def build_user_table(exp: Any, *, metrics_dir: str | Path) -> pd.DataFrame:
+    """The user's own benchmarks (params.yaml ``user_datasets``): one row per cell that lists one of them,
+    with ``<dataset>_PQ`` / ``_SQ`` / ``_RQ`` (panoptic annotations) and ``<dataset>_mIoU`` (mean over the
+    cell's seeds, ``_std`` beside), scored by the same protocol as the built-in benchmarks."""
+    user = exp.user_datasets
+    rows = []
+    for name in exp.user_cells():
+        cell = exp.cell(name)
+        row: dict = {"cell": name, "profile": exp.profile}
+        n = 0
+        for ds in user:
+            keys = (("PQ", "SQ", "RQ") if user[ds].panoptic_json else ()) + ("mIoU",)
+            for key in keys:
+                st = (cell_metric(metrics_dir, name, ds, key, cell.seeds) if ds in cell.datasets
+                      else Stat(None, None, 0))
+                _stat_columns(row, f"{ds}_{key}", st)
+                n = max(n, st.n)
+        row["seeds"] = n
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if len(df):
+        df["seeds"] = df["seeds"].astype("Int64")
+        df.insert(2, "seeds", df.pop("seeds"))
+    return df
 
 
 def _display(df: pd.DataFrame, decimals: dict[str, int] | None = None) -> pd.DataFrame:

@@ -199,12 +199,22 @@ def load_trained(path: str | Path, *, device: str | torch.device | None = None,
     path = Path(path)
     if not path.is_file():
         raise InputError("trained model file not found", path=path)
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, not a torch file, pickled objects
+        raise InputError(f"cannot read the trained-model file (truncated or not written by `python -m smart "
+                         f"train`: {type(exc).__name__}: {str(exc).splitlines()[0][:200]})", path=path) from None
     if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
         raise InputError(f"not a SMART trained-model file (expected format {MODEL_FORMAT!r})", path=path)
+    missing = [k for k in ("model_config", "trainable_state", "seed") if k not in data]
+    if missing:
+        raise InputError(f"the trained-model file lacks {missing}", path=path)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(data["seed"]))
-        model = build_model(data["model_config"], text_cache_dir=text_cache_dir)
+        try:
+            model = build_model(data["model_config"], text_cache_dir=text_cache_dir)
+        except (TypeError, KeyError) as exc:
+            raise InputError(f"its model config cannot be built ({exc})", path=path, field="model_config") from None
     if data.get("frozen_checksum") and frozen_checksum(model) != data["frozen_checksum"]:
         _log.warning("%s: the rebuilt frozen weights differ from the training run's (checksum %s != %s)",
                      path, frozen_checksum(model), data["frozen_checksum"])
