@@ -120,8 +120,10 @@ def read_label_map(path: str | Path, *, image: Any = None) -> np.ndarray:
     return arr
 
 
-def write_label_png(path: str | Path, labels: np.ndarray, *, num_classes: int | None = None) -> None:
-    """Write a semantic label map as PNG: 8-bit when it fits (or ``num_classes`` <= 256), else 16-bit."""
+def write_label_png(path: str | Path, labels: np.ndarray, *, num_classes: int | None = None,
+                    compress_level: int | None = None) -> None:
+    """Write a semantic label map as PNG: 8-bit when it fits (or ``num_classes`` <= 256), else 16-bit
+    (``compress_level`` 0-9: zlib effort, default PIL's; the pixels are the same at every level)."""
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"label map must be 2-D, got shape {labels.shape}")
@@ -132,10 +134,11 @@ def write_label_png(path: str | Path, labels: np.ndarray, *, num_classes: int | 
     eight_bit = (num_classes is not None and num_classes <= 256 and hi < 256) or (
         num_classes is None and hi < 256)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    kw = {} if compress_level is None else {"compress_level": compress_level}
     if eight_bit:
-        Image.fromarray(labels.astype(np.uint8), mode="L").save(path, format="PNG")
+        Image.fromarray(labels.astype(np.uint8), mode="L").save(path, format="PNG", **kw)
     else:
-        Image.fromarray(labels.astype(np.uint16)).save(path, format="PNG")  # mode I;16
+        Image.fromarray(labels.astype(np.uint16)).save(path, format="PNG", **kw)  # mode I;16
 
 
 # --------------------------------------------------------------------------------------------------

@@ -437,14 +437,14 @@ def run_predict(predictor: Predictor, paths: Sequence[Path], out: str | Path, *,
             H, W = sizes[i]
             sem_path = out / "semantic" / f"{name}.png"
             with atomic_path(sem_path) as tmp:
-                write_label_png(tmp, r["sem_label"], num_classes=len(vocab))
+                write_label_png(tmp, r["sem_label"], num_classes=len(vocab), compress_level=1)
             if task == "panoptic":
-                save_image_atomic(id2rgb(r["pan_ids"]), out / "panoptic" / f"{name}.png", "PNG")
+                save_image_atomic(id2rgb(r["pan_ids"]), out / "panoptic" / f"{name}.png", "PNG", compress_level=1)
                 ids, segs = r["pan_ids"], r["segments"]
             else:
                 ids, segs = segments_from_labels(r["sem_label"])
             pic = render(im, ids, segs, cls_names, palette=palette)
-            save_image_atomic(pic, out / "overlay" / f"{name}.png", "PNG", optimize=False)
+            save_image_atomic(pic, out / "overlay" / f"{name}.png", "PNG", compress_level=1)
             images_json.append({"id": name, "file_name": p.name, "height": H, "width": W, "path": str(p)})
             if task == "panoptic":
                 annotations.append({"image_id": name, "file_name": f"{name}.png", "segments_info": [
