@@ -28,14 +28,45 @@ MINI_WORLD_SCHEMA: dict[str, Any] = {
 }
 
 
-def load_params(path: str | Path = "params.yaml") -> dict:
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key repeated in one mapping is an error (plain YAML keeps the last
+    value silently, so an edit to the first copy would do nothing)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # let the base class report unhashable keys
+            if key in seen:
+                raise _DuplicateKey(f"the key {key!r} appears twice in one mapping (lines {seen[key] + 1} and "
+                                    f"{key_node.start_mark.line + 1}): the first value would be ignored")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: str | Path, what: str = "YAML file") -> object:
+    """A YAML file with every mapping's keys unique; errors name the file (and line)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
     except FileNotFoundError:
-        raise ConfigError("params file not found", path=path) from None
+        raise ConfigError(f"{what} not found", path=path) from None
+    except _DuplicateKey as exc:
+        raise ConfigError(str(exc), path=path) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML ({exc})", path=path) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    """params.yaml as a mapping (keys unique in every mapping; see :func:`load_yaml`)."""
+    data = load_yaml(path, "params file")
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping at the top level", path=path)
     return data

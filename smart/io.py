@@ -65,11 +65,24 @@ def id2rgb(ids: np.ndarray) -> np.ndarray:
     return out
 
 
+# Formats that keep every pixel value: label maps, panoptic PNGs and predictions must be in one of them
+# (a JPEG renamed .png would blur segment ids and labels and be scored as if they were exact).
+LOSSLESS_FORMATS = ("PNG", "TIFF", "BMP")
+
+
+def _check_lossless(im: Image.Image, path: str | Path, what: str, where: str | None) -> None:
+    fmt = im.format or "unknown"
+    if fmt not in LOSSLESS_FORMATS or (fmt == "TIFF" and "jpeg" in str(im.info.get("compression", "")).lower()):
+        raise DatasetError(f"{what} is stored as {fmt}{' with JPEG compression' if fmt == 'TIFF' else ''}, a lossy "
+                           f"format (whatever its name says): save it as PNG or TIFF", path=path, field=where)
+
+
 def read_panoptic_png(path: str | Path, *, image_id: Any = None) -> np.ndarray:
     """Read a COCO-panoptic PNG into an H×W int64 array of segment ids."""
     where = f"image {image_id!r}" if image_id is not None else None
     try:
         with Image.open(path) as im:
+            _check_lossless(im, path, "the panoptic PNG", where)
             mode = im.mode
             if mode not in ("RGB", "RGBA"):
                 raise DatasetError(
@@ -101,6 +114,7 @@ def read_label_map(path: str | Path, *, image: Any = None) -> np.ndarray:
     where = f"image {image!r}" if image is not None else None
     try:
         with Image.open(path) as im:
+            _check_lossless(im, path, "the label map", where)
             arr = np.asarray(im)
     except FileNotFoundError:
         raise DatasetError("label map not found", path=path, field=where) from None

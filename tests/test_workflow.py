@@ -304,3 +304,19 @@ def test_micro_dag_through_snakemake_and_dvc(tmp_path):
     assert ran == {"train-fig6_iters_a-s0", "eval-fig6_iters_a-s0", "fig6"}, ran
     r = _run(["dvc", "params", "diff"], proj, env)
     assert "cells.fig6_iters_a.train.mini.iterations" in r.stdout
+
+
+def test_the_local_profile_loads_automatically(tmp_path):
+    """profiles/default is found beside the Snakefile from any working directory: no --cores needed, and its
+    settings (one GPU job at a time, keep going, rerun incomplete jobs) are in force."""
+    import yaml
+
+    prof = yaml.safe_load((REPO / "profiles/default/profile.yaml").read_text())
+    assert prof["cores"] == "all" and prof["resources"] == {"gpu": 1}
+    assert prof["rerun-incomplete"] is True and prof["keep-going"] is True
+    for cwd in (REPO, tmp_path):  # from the checkout, and from elsewhere with --snakefile
+        r = subprocess.run(["snakemake", "-n", "--quiet", "rules", "--snakefile", str(REPO / "Snakefile"),
+                            "--directory", str(REPO), "results/table1.csv"], cwd=cwd, capture_output=True,
+                           text=True, env=_env())
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "workflow specific profile" in r.stderr and "profiles/default" in r.stderr

@@ -3,11 +3,13 @@
 import os
 
 import smart.paths as P
+from smart.config import load_params
 from smart.dag import build_stages, cluster_resources, code_digest, resolved_params_file, snakemake_inputs
 from smart.experiment import Experiment
 
 # params.yaml (with any --config overrides), validated once; every job reads the same values from
 # PARAMS_FILE (.smart/params.yaml, rewritten at each start: a fixed path, so it triggers no rerun itself).
+load_params("params.yaml")  # rejects a repeated key, of which Snakemake's reader keeps the last silently
 EXP = Experiment.from_params(config, source="params.yaml")
 PARAMS_FILE = resolved_params_file(EXP)
 STAGES = build_stages(EXP)
