@@ -20,12 +20,12 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
-from smart.errors import DatasetError
+from smart.errors import DatasetError, InputError
 
 VOID = 0
 OFFSET = 256 * 256 * 256  # largest id a 3-byte PNG can hold, plus one
@@ -269,3 +269,53 @@ def bbox_of(mask: np.ndarray) -> list[int]:
     rows = np.flatnonzero(mask.any(axis=1))
     x, y = int(cols[0]), int(rows[0])
     return [x, y, int(cols[-1]) - x + 1, int(rows[-1]) - y + 1]
+
+
+# --------------------------------------------------------------------------------------------------
+# checksums of weight files
+
+CHECKSUM_FILE = "SHA256SUMS"  # `sha256sum -c SHA256SUMS` format: "<hex>  <file name>" per line
+
+
+def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(directory: str | Path, names: Sequence[str]) -> Path:
+    """Record the SHA-256 of ``names`` (files of ``directory``) in ``directory/SHA256SUMS``, written last
+    and atomically; :func:`verify_checksums` checks them whenever the directory is loaded."""
+    directory = Path(directory)
+    lines = [f"{sha256_file(directory / n)}  {n}\n" for n in sorted(names)]
+    tmp = directory / f".{CHECKSUM_FILE}.partial"
+    tmp.write_text("".join(lines))
+    os.replace(tmp, directory / CHECKSUM_FILE)
+    return directory / CHECKSUM_FILE
+
+
+def verify_checksums(directory: str | Path, *, remedy: str = "") -> None:
+    """If ``directory`` has a ``SHA256SUMS`` (written with its weights), every file it lists must exist and
+    hash to the recorded value: a truncated, corrupted or replaced weight file is an
+    :class:`~smart.errors.InputError` naming it (``remedy``: how to rebuild it)."""
+    directory = Path(directory)
+    sums = directory / CHECKSUM_FILE
+    if not sums.is_file():
+        return
+    for k, line in enumerate(sums.read_text().splitlines()):
+        if not line.strip():
+            continue
+        digest, _, name = line.partition("  ")
+        path = directory / name.strip()
+        if not path.is_file():
+            raise InputError(f"missing: {CHECKSUM_FILE} lists it{remedy and '; ' + remedy}", path=path,
+                             field="sha256")
+        got = sha256_file(path)
+        if got != digest.strip():
+            raise InputError(f"the file changed since it was written (SHA-256 {got[:12]}…, recorded "
+                             f"{digest.strip()[:12]}… in {CHECKSUM_FILE}): it is truncated, corrupted or "
+                             f"replaced{remedy and '; ' + remedy}", path=path, field="sha256")

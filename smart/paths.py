@@ -58,7 +58,8 @@ def dataset_grid(dataset: str) -> str:
 
 # ------------------------------------------------------------------------------------------ models
 def mini_clip_files() -> tuple[str, ...]:
-    return (f"{MINI_CLIP_DIR}/open_clip_config.json", f"{MINI_CLIP_DIR}/open_clip_model.safetensors")
+    return (f"{MINI_CLIP_DIR}/open_clip_config.json", f"{MINI_CLIP_DIR}/open_clip_model.safetensors",
+            f"{MINI_CLIP_DIR}/SHA256SUMS")
 
 
 def mini_generator_dir(name: str) -> str:
@@ -68,7 +69,7 @@ def mini_generator_dir(name: str) -> str:
 
 def mini_generator_files(name: str) -> tuple[str, ...]:
     d = mini_generator_dir(name)
-    return (f"{d}/config.json", f"{d}/model.safetensors", f"{d}/smart_mask_generator.json")
+    return (f"{d}/config.json", f"{d}/model.safetensors", f"{d}/smart_mask_generator.json", f"{d}/SHA256SUMS")
 
 
 def converted_marker(directory: str) -> str:

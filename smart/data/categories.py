@@ -96,17 +96,26 @@ def norm_name(name: str) -> str:
     return " ".join(name.lower().split())
 
 
-def check_names(classes: list[list[str]], *, source: str | None = None) -> None:
+def check_names(classes: list[list[str]], *, source: str | None = None, allow_duplicates: bool = False) -> list[str]:
     """Reject an empty vocabulary, blank names and any name used twice (within or across classes,
-    ignoring case and repeated spaces): a duplicate would split one concept's score between classes."""
+    ignoring case and repeated spaces): a duplicate would split one concept's score between classes.
+
+    ``allow_duplicates``: return the repeated names instead of failing (the reference tables have some:
+    ADE20K-847 and PASCAL Context 459 across classes, ADE20K-150 within one; the published protocol
+    keeps them).
+    """
     if not classes:
         raise InputError("the vocabulary is empty: give at least one class", path=source, field="vocabulary")
     seen: dict[str, int] = {}
+    dups: list[str] = []
     for i, syns in enumerate(classes):
         if not syns or any(not isinstance(s, str) or not s.strip() for s in syns):
             raise InputError(f"class {i + 1} has a blank name", path=source, field=f"vocabulary[{i}]")
         for s in syns:
             key = norm_name(s)
+            if key in seen and allow_duplicates:
+                dups.append(s)
+                continue
             if key in seen:
                 j = seen[key]
                 where = ("twice in the same class" if j == i
@@ -114,6 +123,7 @@ def check_names(classes: list[list[str]], *, source: str | None = None) -> None:
                 raise InputError(f"the name {s!r} appears {where}: every class name and synonym must be unique",
                                  path=source, field=f"vocabulary[{i}]")
             seen[key] = i
+    return dups
 
 
 def split_synonyms(line_names: str) -> tuple[str, ...]:

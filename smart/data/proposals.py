@@ -713,24 +713,39 @@ class ProposalStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise DatasetError("proposal shard listed in the manifest is missing", path=path) from None
+            raise self._damaged(path, "proposal shard listed in the manifest is missing") from None
         if self.verify and (len(data) != e["bytes"] or _sha256(data) != e["sha256"]):
-            raise DatasetError(f"corrupt proposal shard: {len(data)} bytes, sha256 {_sha256(data)[:12]}… but the "
-                               f"manifest says {e['bytes']} bytes, {e['sha256'][:12]}…", path=path, field="sha256")
-        arrays = _read_shard_bytes(data, path)
+            raise self._damaged(path, f"corrupt proposal shard: {len(data)} bytes, sha256 {_sha256(data)[:12]}… but "
+                                      f"the manifest says {e['bytes']} bytes, {e['sha256'][:12]}…", field="sha256")
+        try:
+            arrays = _read_shard_bytes(data, path)
+        except DatasetError as exc:
+            raise self._damaged(path, exc.message) from None
         if arrays[HEADER_KEY].get("image_ids") != e["image_ids"] or \
                 arrays[HEADER_KEY].get("generator_sha256") != self.manifest["generator_sha256"]:
-            raise DatasetError("shard header does not match the manifest (a shard of another run)", path=path,
-                               field=HEADER_KEY)
+            raise self._damaged(path, "shard header does not match the manifest (a shard of another run)",
+                                field=HEADER_KEY)
         why = _check_layout(arrays, len(e["image_ids"]), self.stride)
         if why:
-            raise DatasetError(f"corrupt proposal shard: {why}", path=path)
+            raise self._damaged(path, f"corrupt proposal shard: {why}")
         if self.stride > 1:  # start of each image's RLE bytes
             arrays["_rle_offsets"] = np.concatenate([[0], np.cumsum(arrays["rle_len"].sum(1))]).astype(np.int64)
         self._cache[s] = arrays
         while len(self._cache) > self.cache_shards:
             self._cache.popitem(last=False)
         return arrays
+
+    def _damaged(self, path: Path, message: str, *, field: str | None = None) -> DatasetError:
+        """A damaged shard: it and the manifest are removed, so the cache reads as unfinished and the DAG
+        (Snakemake or ``dvc repro``) reruns its stage, which keeps the intact shards and recomputes this one."""
+        for f in (self.root / MANIFEST, path):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+        return DatasetError(f"{message}. The cache is marked unfinished (its manifest and this shard are removed): "
+                            f"rerun the DAG (`snakemake --cores all` or `dvc repro`), which recomputes only the "
+                            f"damaged shard", path=path, field=field)
 
     def verify_all(self) -> None:
         """Load and check every shard (size, SHA-256, decodability, header)."""

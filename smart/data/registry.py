@@ -218,10 +218,24 @@ def default_root(profile: str) -> Path:
 
 
 def load_vocabulary(spec: DatasetSpec, root: Path, profile: str) -> Vocabulary:
+    """A benchmark's category table, with its names checked: blank names are refused everywhere; a name
+    used twice is refused in the mini world and kept (logged) in the real reference tables, which have a
+    few (ADE20K-150, ADE20K-847, PASCAL Context 459) that the published protocol keeps."""
+    import logging
+
+    from smart.data.categories import check_names
+
     if profile == "mini":
         key = "universe" if spec.task == "refer" else spec.vocab_key
-        return load_vocab_json(root / MINI_VOCAB_FILE, key)
-    return builtin_vocab(spec.vocab_key)
+        vocab = load_vocab_json(root / MINI_VOCAB_FILE, key)
+        check_names(vocab.synonyms, source=str(root / MINI_VOCAB_FILE) + f" ({key})")
+        return vocab
+    vocab = builtin_vocab(spec.vocab_key)
+    dups = check_names(vocab.synonyms, source=f"the packaged {spec.vocab_key} table", allow_duplicates=True)
+    if dups:
+        logging.getLogger("smart.data").debug("%s: %d names are repeated, as in the reference table "
+                                              "(kept): %s", spec.vocab_key, len(dups), ", ".join(dups[:5]))
+    return vocab
 
 
 # --------------------------------------------------------------------------------------------------

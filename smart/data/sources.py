@@ -43,14 +43,24 @@ class StoreSource:
         self.store = store
         self.name = name or type(store).__name__
 
-    def get(self, image_id: Any) -> torch.Tensor:
-        """(K, h, w) float32 mask logits of one image, covering the image (padding removed)."""
+    def get(self, image_id: Any, *, image_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """(K, h, w) float32 mask logits of one image, covering the image (padding removed).
+
+        ``image_size``: the (H, W) of the image being read; proposals recorded for another size (the image
+        changed since the cache was written) are refused, naming the command that rebuilds the cache.
+        """
         try:
             rec = self.store.get(image_id)
         except KeyError:
             raise InputError(f"no proposals for image {image_id!r}", path=self.name, field="proposals") from None
         if rec is None or "mask_logits" not in rec:
             raise InputError(f"no mask_logits for image {image_id!r}", path=self.name, field="proposals")
+        made_for = rec.get("original_size")
+        if image_size is not None and made_for is not None and tuple(made_for) != tuple(image_size):
+            raise InputError(f"stale cache: the proposals of image {image_id!r} were made for a {made_for[1]}x"
+                             f"{made_for[0]} image, which is now {image_size[1]}x{image_size[0]}; rebuild the cache "
+                             f"(`snakemake --cores all --forcerun <its cache_proposals rule>`, or delete the folder "
+                             f"and rerun)", path=self.name, field="original_size")
         m = torch.as_tensor(np.asarray(rec["mask_logits"], dtype=np.float32) if not isinstance(
             rec["mask_logits"], torch.Tensor) else rec["mask_logits"]).float()
         if m.dim() != 3:
@@ -170,7 +180,8 @@ def store_proposals(path: str | Path, *, pad_logit: float) -> Callable:
     source = StoreSource(ProposalStore.open(path), name=str(path))
 
     def fn(samples: list[dict], images: torch.Tensor) -> torch.Tensor:
-        return _pad_stack([source.get(s["image_id"]) for s in samples], pad_logit)  # (B, K, h, w)
+        return _pad_stack([source.get(s["image_id"], image_size=s["image"].shape[:2]) for s in samples],
+                          pad_logit)  # (B, K, h, w)
 
     return fn
 

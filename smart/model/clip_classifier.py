@@ -117,8 +117,14 @@ def create_clip(name: str, *, pretrained: str | None = None, device: str | torch
 
     register_tiny_clip_configs()
     if name.startswith("local-dir:"):
-        if not (Path(name[len("local-dir:"):]) / "open_clip_config.json").is_file():
-            raise ConfigError(f"no open_clip_config.json in {name[len('local-dir:'):]!r}", field="clip_model")
+        from smart.io import verify_checksums
+
+        local = Path(name[len("local-dir:"):])
+        if not (local / "open_clip_config.json").is_file():
+            raise ConfigError(f"no open_clip_config.json in {str(local)!r}", field="clip_model")
+        if device is None or torch.device(device).type != "meta":
+            verify_checksums(local, remedy="rebuild it (e.g. `snakemake --cores all --forcerun pretrain_clip`) or "
+                                           "restore the folder")
     elif not name.startswith("hf-hub:") and name not in open_clip.list_models():
         raise ConfigError(f"unknown open_clip model {name!r}", field="clip_model")
     device = torch.device(device) if device is not None else None
@@ -128,6 +134,14 @@ def create_clip(name: str, *, pretrained: str | None = None, device: str | torch
             return open_clip.create_model(name, pretrained=pretrained, device=device)
     except (RuntimeError, AssertionError) as exc:
         raise _clip_load_error(exc, name, pretrained) from None
+    except Exception as exc:  # e.g. safetensors' SafetensorError on a truncated file
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        from smart.errors import InputError
+
+        raise InputError(f"cannot read the CLIP weights (truncated or corrupt: {exc})",
+                         path=name[len("local-dir:"):] if name.startswith("local-dir:") else pretrained,
+                         field="clip_model") from None
 
 
 def _first_clip_mismatch(name: str, weights: Path) -> str | None:

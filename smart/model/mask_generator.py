@@ -252,6 +252,11 @@ def load_hf_weights(model_cls: Any, name_or_path: str | Path) -> nn.Module:
     from smart.errors import InputError
 
     local = Path(name_or_path).exists()
+    if local and Path(name_or_path).is_dir():
+        from smart.io import verify_checksums
+
+        verify_checksums(name_or_path, remedy="rebuild the generator (e.g. `snakemake --cores all --forcerun "
+                                              "pretrain_generator_<name>`) or restore the folder")
     try:
         with _quiet_transformers():
             return model_cls.from_pretrained(str(name_or_path))
@@ -264,9 +269,16 @@ def load_hf_weights(model_cls: Any, name_or_path: str | Path) -> nn.Module:
             f"machine with network access (`hf download {name_or_path}`, then copy the cache or the folder) or "
             "set `pretrained:` to a local directory holding config.json and model.safetensors",
             field="pretrained") from None
-    except RuntimeError:  # e.g. weights whose shapes do not fit config.json
+    except Exception as exc:  # e.g. weights whose shapes do not fit config.json, a truncated file
+        if not isinstance(exc, RuntimeError) and type(exc).__name__ != "SafetensorError":
+            raise
+        if type(exc).__name__ == "SafetensorError":
+            raise InputError(f"cannot read the weights (truncated or corrupt: {exc})", path=name_or_path) from None
         mismatch = _first_shape_mismatch(model_cls, Path(name_or_path)) if local else None
         if mismatch is None:
+            if local:
+                raise InputError(f"cannot load the weights ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                                 path=name_or_path) from None
             raise
         key, found, expected = mismatch
         raise InputError(f"the weights do not fit config.json: {key} is {found} in the weights file and "
@@ -559,6 +571,9 @@ class Mask2FormerGenerator(_GeneratorBase):
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(str(path))
         (path / CONFIG_FILE).write_text(json.dumps(self._settings(), indent=2) + "\n")
+        from smart.io import write_checksums
+
+        write_checksums(path, sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith(".")))
 
     # -- module API -------------------------------------------------------------------------------
     @property

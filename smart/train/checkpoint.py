@@ -97,6 +97,19 @@ def load_trainable_state(module: nn.Module, state: Mapping[str, torch.Tensor], *
             p.copy_(v.to(p.device, p.dtype))
 
 
+def state_sha256(*states: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over (name, dtype, shape, bytes) of every tensor of ``states``, in name order: what
+    ``model.pt`` records of its trained weights when written and checks when loaded (one flipped bit in a
+    tensor changes it; torch's own reader does not notice)."""
+    h = hashlib.sha256()
+    for i, state in enumerate(states):
+        for k in sorted(state):
+            v = state[k].detach().to("cpu").contiguous()
+            h.update(f"{i}:{k}:{v.dtype}:{tuple(v.shape)}:".encode())
+            h.update(v.view(torch.uint8).numpy().tobytes() if v.numel() else b"")
+    return h.hexdigest()
+
+
 def frozen_checksum(*modules: nn.Module | None) -> str:
     """A cheap identity of the frozen weights: sha256 over (name, shape, float64 sum, abs-sum) per frozen
     parameter. A resume with different frozen weights (another CLIP file, another random init) fails."""
@@ -209,6 +222,13 @@ def load_trained(path: str | Path, *, device: str | torch.device | None = None,
     missing = [k for k in ("model_config", "trainable_state", "seed") if k not in data]
     if missing:
         raise InputError(f"the trained-model file lacks {missing}", path=path)
+    if data.get("weights_sha256"):  # recorded when written (files of older versions have none)
+        got = state_sha256(data["trainable_state"], data.get("generator_state") or {})
+        if got != data["weights_sha256"]:
+            raise InputError(f"its trained weights changed since they were written (SHA-256 {got[:12]}…, recorded "
+                             f"{data['weights_sha256'][:12]}…): the file is corrupted; retrain the cell (e.g. "
+                             f"`snakemake --cores all --forcerun <its train rule>`) or restore it", path=path,
+                             field="weights_sha256")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(data["seed"]))
         try:

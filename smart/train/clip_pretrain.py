@@ -138,6 +138,8 @@ def save_checkpoint_dir(model, cfg: MiniClipConfig, out_dir: str | Path) -> Path
     """Write an open_clip ``local-dir`` checkpoint: config JSON + safetensors weights (atomically)."""
     from safetensors.torch import save_file
 
+    from smart.io import write_checksums
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     conf = {"model_cfg": cfg.model_cfg(),
@@ -149,6 +151,7 @@ def save_checkpoint_dir(model, cfg: MiniClipConfig, out_dir: str | Path) -> Path
     save_file(state, str(tmp))
     tmp.replace(out_dir / "open_clip_model.safetensors")
     (out_dir / "open_clip_config.json").write_text(json.dumps(conf, indent=1) + "\n")
+    write_checksums(out_dir, ["open_clip_config.json", "open_clip_model.safetensors"])  # checked at every load
     return out_dir
 
 

@@ -71,6 +71,7 @@ from smart.train.checkpoint import (
     load_checkpoint,
     load_trainable_state,
     set_rng_state,
+    state_sha256,
     trainable_state_dict,
 )
 from smart.train.optim import LRSchedule, build_optimizer, build_scheduler, clip_gradients
@@ -159,7 +160,8 @@ class TrainSamples(torch.utils.data.Dataset):
         from smart.model.criterion import targets_from_panoptic
 
         sample = self.dataset[self.index_of(pos)]
-        props = self.source.get(sample["image_id"]) if self.source is not None else None
+        props = (self.source.get(sample["image_id"], image_size=sample["image"].shape[:2])
+                 if self.source is not None else None)
         c = self.cfg
         aug = augment_sample(sample, np.random.default_rng([c.seed, 11, int(pos)]), crop=c.crop_size,
                              min_scale=c.min_scale, max_scale=c.max_scale, flip_prob=c.flip_prob, proposals=props,
@@ -546,10 +548,12 @@ def train(*, model_cfg: Any, train_cfg: TrainConfig, root: str | Path, out: str 
             **({f"final_{k}": statistics.fmean(r[k] for r in tail) for k in LOSS_KEYS} if tail else {}),
         }
         out.mkdir(parents=True, exist_ok=True)
+        trained = trainable_state_dict(model)
+        gen_trained = trainable_state_dict(tuned_gen.generator) if tuned_gen else {}
         atomic_save({"format": MODEL_FORMAT, "cell": cell, "model_config": model_cfg.to_dict(),
                      "train_config": cfg.to_dict(), "seed": cfg.seed, "iteration": cfg.iterations,
-                     "trainable_state": trainable_state_dict(model),
-                     "generator_state": trainable_state_dict(tuned_gen.generator) if tuned_gen else {},
+                     "trainable_state": trained, "generator_state": gen_trained,
+                     "weights_sha256": state_sha256(trained, gen_trained),
                      "generator_config": source.describe().get("config"), "source": source.describe(),
                      "frozen_checksum": frozen_checksum(model), "dataset": ds.name,
                      "vocabulary": [c.name for c in vocab]}, out / "model.pt")

@@ -306,13 +306,21 @@ def test_reader_errors_name_file_and_field(cached, gen_dir, mini_root, tmp_path)
 
     bad = _copy(out, tmp_path / "bad")
     _flip_byte(bad / "shard-00001.npz")
+    nocheck = _copy(bad, tmp_path / "nocheck")
     s = ProposalStore.open(bad)
     s.get(s.image_ids[0])  # shard 0 is fine
-    with pytest.raises(DatasetError, match="corrupt") as e:
+    with pytest.raises(DatasetError, match="corrupt.*rerun the DAG") as e:
         s.get(s.image_ids[6])
     assert "shard-00001.npz" in str(e.value)
+    # the cache now reads as unfinished, so the DAG reruns its stage; the intact shards stay
+    assert not (bad / "manifest.json").exists() and not (bad / "shard-00001.npz").exists()
+    assert (bad / "shard-00000.npz").is_file()
+    gen = Mask2FormerGenerator.from_pretrained(gen_dir)
+    man = cache_proposals(gen, Dataset.open("coco", root=mini_root), bad, CFG, generator_id=generator_identity(gen_dir))
+    assert man["_reused_shards"] == 2 and man["shards"] == json.loads((out / "manifest.json").read_text())["shards"]
     with pytest.raises(DatasetError, match="corrupt"):  # without the hash check the zip CRC catches it
-        ProposalStore.open(bad, verify=False).get(s.image_ids[6])
+        ProposalStore.open(nocheck, verify=False).get(s.image_ids[6])
+    bad = _copy(out, tmp_path / "bad2")
 
     m = json.loads((bad / "manifest.json").read_text())
     m["format_version"] = 99

@@ -245,6 +245,9 @@ def test_weights_that_do_not_fit_name_the_first_key_and_both_shapes(tmp_path):
     cfg = json.loads((tmp_path / "g/config.json").read_text())
     cfg["hidden_dim"] = 32
     (tmp_path / "g/config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match=r"config.json \[sha256\]: the file changed"):  # its recorded checksum
+        Mask2FormerGenerator.from_pretrained(tmp_path / "g")
+    (tmp_path / "g/SHA256SUMS").unlink()  # a folder edited by hand, with no record to compare with
     with pytest.raises(InputError) as e:
         Mask2FormerGenerator.from_pretrained(tmp_path / "g")
     msg = str(e.value)
