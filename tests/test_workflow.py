@@ -230,8 +230,10 @@ def micro_params() -> dict:
 def _micro_project(tmp_path: Path, params: dict | None = None) -> Path:
     proj = tmp_path / "proj"
     proj.mkdir()
-    shutil.copy(REPO / "Snakefile", proj / "Snakefile")
+    for f in ("Snakefile", ".dvcignore", ".gitignore"):
+        shutil.copy(REPO / f, proj / f)
     shutil.copytree(REPO / "workflow", proj / "workflow")
+    shutil.copytree(REPO / "profiles", proj / "profiles")
     (proj / "smart").symlink_to(REPO / "smart")  # DVC hashes the code it depends on
     params = params or micro_params()
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

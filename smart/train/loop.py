@@ -236,6 +236,45 @@ class TrainModule(nn.Module):
 
 
 # ==================================================================================== helpers
+class ScratchLock:
+    """An exclusive lock on a scratch directory (``<scratch>/.lock``, ``flock``): released when the process
+    ends, however it ends (a SIGKILL included), so a crashed trainer never leaves it held."""
+
+    def __init__(self, scratch: Path):
+        self.path = Path(scratch) / ".lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "?"
+            _log.warning("another trainer (pid %s) is using %s: waiting for it to finish", holder, self.path.parent)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None
+
+
+def _set_aside(scratch: Path) -> Path:
+    """Move a scratch checkpoint that cannot be resumed (another configuration's, or unreadable) and its
+    metrics to ``<scratch>/set-aside/``, replacing what an earlier run set aside there."""
+    kept = scratch / "set-aside"
+    kept.mkdir(exist_ok=True)
+    for name in ("last.pt", "metrics.jsonl"):
+        if (scratch / name).exists():
+            os.replace(scratch / name, kept / name)
+    return kept
+
+
 def default_scratch(out: str | Path) -> Path:
     """``<out>/../.scratch/<name>``: next to the outputs, but not inside a declared output."""
     out = Path(out)
@@ -294,6 +333,10 @@ def train(*, model_cfg: Any, train_cfg: TrainConfig, root: str | Path, out: str 
           stop_after: int | None = None) -> dict[str, Any]:
     """Train one cell; returns the summary (also written to ``<out>/summary.json``).
 
+    One trainer at a time per scratch directory (:class:`ScratchLock`): a second one — the orphan of a
+    killed Snakemake, a job submitted twice — waits for the first and then continues from what it left;
+    after a finished run that is nothing to train, only the outputs to write again.
+
     Args:
         model_cfg: the resolved :class:`~smart.model.config.SmartModelConfig` (or a mapping).
         train_cfg: the resolved :class:`~smart.config.TrainConfig`.
@@ -311,6 +354,24 @@ def train(*, model_cfg: Any, train_cfg: TrainConfig, root: str | Path, out: str 
         stop_after: stop after this many iterations *without* writing the final outputs, as a pre-empted
             job would (the scratch checkpoint of the last period stays); for tests and smoke runs.
     """
+    scratch = Path(scratch) if scratch is not None else default_scratch(out)
+    main = int(os.environ.get("RANK", "0")) == 0
+    lock = ScratchLock(scratch) if main else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        return _train(model_cfg=model_cfg, train_cfg=train_cfg, root=root, out=out, profile=profile,
+                      proposals=proposals, resume=resume, scratch=scratch, device=device, dataset=dataset, cell=cell,
+                      stop_after=stop_after)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(*, model_cfg: Any, train_cfg: TrainConfig, root: str | Path, out: str | Path, profile: str,
+           proposals: Any, resume: str | Path, scratch: Path, device: str | torch.device, dataset: str,
+           cell: str | None, stop_after: int | None) -> dict[str, Any]:
+    """:func:`train` under the scratch lock."""
     from smart.data.registry import Dataset
     from smart.model.config import SmartModelConfig
     from smart.model.criterion import CriterionConfig, build_criterion
@@ -321,7 +382,6 @@ def train(*, model_cfg: Any, train_cfg: TrainConfig, root: str | Path, out: str 
         model_cfg = SmartModelConfig.from_dict(model_cfg)
     cfg = train_cfg
     out = Path(out)
-    scratch = Path(scratch) if scratch is not None else default_scratch(out)
     want_cuda = (device == "auto" and torch.cuda.is_available()) or str(device).startswith("cuda")
     if want_cuda and not torch.cuda.is_available():
         raise InputError("CUDA was requested but is not available", field="--device")
@@ -377,9 +437,19 @@ def train(*, model_cfg: Any, train_cfg: TrainConfig, root: str | Path, out: str 
     }
 
     # ---------------------------------------------------------------- resume
-    start_iter, elapsed_before, ckpt_path = 0, 0.0, None
+    start_iter, elapsed_before, ckpt_path, ckpt = 0, 0.0, None, None
     if str(resume) == "auto":
         ckpt_path = scratch / "last.pt" if (scratch / "last.pt").is_file() else None
+        if ckpt_path is not None:
+            try:
+                ckpt = load_checkpoint(ckpt_path, fingerprint=fingerprint)
+            except InputError as exc:  # another configuration's (params edited since) or an unreadable file
+                kept = _set_aside(scratch) if info.is_main else None
+                _barrier(info)
+                if info.is_main:
+                    _log.warning("not resuming: %s; it is kept in %s and this run starts from iteration 0",
+                                 exc.message.split(". Delete it")[0], kept)
+                ckpt_path = None
     elif str(resume) != "never":
         ckpt_path = Path(resume)
     elif (scratch / "last.pt").is_file() and info.is_main:
@@ -388,10 +458,11 @@ def train(*, model_cfg: Any, train_cfg: TrainConfig, root: str | Path, out: str 
     np.random.seed((cfg.seed + info.rank) % 2**32)
     torch.manual_seed(cfg.seed + info.rank)
     if ckpt_path is not None:
-        ckpt = load_checkpoint(ckpt_path, fingerprint=fingerprint)
+        ckpt = ckpt if ckpt is not None else load_checkpoint(ckpt_path, fingerprint=fingerprint)
         load_trainable_state(module, ckpt["trainable_state"], source=ckpt_path)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        if not ckpt.get("final"):  # a finished run's checkpoint has no optimizer: nothing is left to train
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
         start_iter = int(ckpt["iteration"])
         elapsed_before = float(ckpt.get("elapsed", 0.0))
         rngs = ckpt["rng"]
@@ -565,12 +636,13 @@ def train(*, model_cfg: Any, train_cfg: TrainConfig, root: str | Path, out: str 
                                          "device": str(dev), "bf16": use_bf16,
                                          "fingerprint": fingerprint})
         provenance.write_result(out / "summary.json", summary)
-        for name in ("last.pt", "metrics.jsonl"):
-            (scratch / name).unlink(missing_ok=True)
-        try:
-            scratch.rmdir()
-        except OSError:
-            pass
+        # The scratch keeps the finished state (trained weights, no optimizer) and the metrics: outputs that
+        # are lost or deleted (Snakemake's --rerun-incomplete after a kill) are rewritten without training.
+        atomic_save({"format": CHECKPOINT_FORMAT, "iteration": cfg.iterations, "fingerprint": fingerprint,
+                     "final": True, "trainable_state": trainable_state_dict(module), "rng": [get_rng_state()],
+                     "sampler": {"seed": cfg.seed, "position": cfg.iterations * cfg.batch_size,
+                                 "num_samples": len(indices)},
+                     "elapsed": elapsed_before + loop_seconds, "world_size": info.world_size}, scratch / "last.pt")
         _log.info("trained %s: %d iterations, %.2f it/s (%.1f images/s), final loss %.4g → %s", cell or "-",
                   cfg.iterations, it_per_s, it_per_s * cfg.batch_size, summary.get("final_loss", float("nan")), out)
     _barrier(info)

@@ -89,7 +89,8 @@ def test_resume_is_exact(root, tmp_path):
     assert torch.load(scratch / "last.pt", weights_only=True)["iteration"] == 3
     sb = train(model_cfg=model_cfg, train_cfg=tiny_cfg(), root=root, out=b, resume="auto")
     assert sb["start_iteration"] == 3
-    assert not scratch.exists()  # the scratch directory is removed after a successful run
+    final = torch.load(scratch / "last.pt", weights_only=True)  # the scratch keeps the finished state
+    assert final["final"] and final["iteration"] == 6 and "optimizer" not in final
 
     ta, tb = trainable(a / "model.pt"), trainable(b / "model.pt")
     assert ta.keys() == tb.keys() and any("q_proj" in k for k in ta)
@@ -108,6 +109,13 @@ def test_resume_is_exact(root, tmp_path):
     assert json.loads((b / "summary.json.run.json").read_text())["it_per_s"] > 0
     assert all(isinstance(v, (int, float)) for v in summary.values())
     assert json.loads((b / "config.json").read_text())["train"]["iterations"] == 6
+    # outputs lost after the run (Snakemake deletes those of a job it saw killed): rewritten, nothing retrained
+    written = {f: (b / f).read_bytes() for f in ("model.pt", "metrics.jsonl", "summary.json", "config.json")}
+    for f in written:
+        (b / f).unlink()
+    again = train(model_cfg=model_cfg, train_cfg=tiny_cfg(), root=root, out=b, resume="auto")
+    assert again["start_iteration"] == 6
+    assert {f: (b / f).read_bytes() for f in written} == written
 
 
 # ------------------------------------------------------------------------------------ proposal store
@@ -120,12 +128,14 @@ def test_store_source_refusal_and_load_trained(root, tmp_path):
     cfg = tiny_cfg(iterations=2, checkpoint_period=1)
     assert train(model_cfg=model_cfg, train_cfg=cfg, root=root, out=out, proposals=store_for(root),
                  resume="never", stop_after=1) == {"stopped_at": 1}
-    # a resume under another configuration is refused, naming the differing key
+    # resuming an explicit checkpoint of another configuration is refused, naming the differing key
+    ckpt = tmp_path / ".scratch" / "s" / "last.pt"
     with pytest.raises(InputError, match=r"different configuration.*lr"):
-        train(model_cfg=model_cfg, train_cfg=cfg.replace(lr=5e-4), root=root, out=out, proposals=store_for(root))
+        train(model_cfg=model_cfg, train_cfg=cfg.replace(lr=5e-4), root=root, out=out, proposals=store_for(root),
+              resume=ckpt)
     with pytest.raises(InputError, match=r"different configuration.*da_layers"):
         train(model_cfg=model_cfg.replace(da_layers=1), train_cfg=cfg, root=root, out=out,
-              proposals=store_for(root))
+              proposals=store_for(root), resume=ckpt)
     # the store must cover the training images
     with pytest.raises(InputError, match="have no proposals"):
         train(model_cfg=model_cfg, train_cfg=cfg, root=root, out=out, proposals=store_for(root, drop=3),
@@ -335,3 +345,47 @@ def test_ddp_two_cpu_ranks(root, tmp_path):
     assert json.loads((out / "summary.json").read_text())["world_size"] == 2
     assert len(read_metrics(out / "metrics.jsonl")) == 2
     assert not np.isnan(read_metrics(out / "metrics.jsonl")[-1]["loss"])
+
+
+def test_a_scratch_of_edited_params_is_set_aside(root, tmp_path, caplog):
+    """params edited after an interrupted run: the DAG reruns the job, which keeps the old scratch aside
+    and starts afresh instead of refusing to run."""
+    from smart.train.loop import train
+
+    model_cfg = get_preset("tiny-test")
+    out = tmp_path / "s"
+    cfg = tiny_cfg(iterations=2, checkpoint_period=1)
+    train(model_cfg=model_cfg, train_cfg=cfg, root=root, out=out, proposals=store_for(root), stop_after=1)
+    with caplog.at_level("WARNING", logger="smart.train"):
+        summary = train(model_cfg=model_cfg, train_cfg=cfg.replace(lr=5e-4), root=root, out=out,
+                        proposals=store_for(root))
+    assert summary["start_iteration"] == 0 and (out / "model.pt").is_file()
+    kept = tmp_path / ".scratch" / "s" / "set-aside" / "last.pt"
+    assert torch.load(kept, weights_only=True)["iteration"] == 1
+    assert "different configuration" in caplog.text and "set-aside" in caplog.text
+
+
+def test_one_trainer_per_scratch(tmp_path):
+    """A second trainer on the same scratch waits for the first (its lock is released however it ends)."""
+    import subprocess
+    import sys
+    import time
+
+    from smart.train.loop import ScratchLock
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from smart.train.loop import ScratchLock; "
+        f"lock = ScratchLock(Path({str(tmp_path)!r})); lock.acquire(); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        killer = subprocess.Popen([sys.executable, "-c", f"import time, os; time.sleep(1.0); os.kill({holder.pid}, 9)"])
+        lock = ScratchLock(tmp_path)
+        lock.acquire()  # blocks until the holder is killed (-9 releases its lock)
+        assert time.monotonic() - t0 >= 0.9
+        lock.release()
+        killer.wait()
+    finally:
+        holder.kill()
+        holder.wait()
