@@ -258,7 +258,7 @@ def _snapshot(proj: Path) -> dict:
     for f in sorted((proj / "results").rglob("*")):
         rel = str(f.relative_to(proj))
         if f.is_file() and not (f.suffix == ".pt" or f.name == ".gitignore" or rel.endswith(".run.json")
-                                or rel.startswith(MEASURED)):
+                                or rel.startswith(MEASURED) or "/.scratch/" in rel):
             out[rel] = f.read_bytes()
     return out
 
@@ -346,3 +346,66 @@ def test_the_local_profile_loads_automatically(tmp_path):
                            text=True, env=_env())
         assert r.returncode == 0, r.stderr[-2000:]
         assert "workflow specific profile" in r.stderr and "profiles/default" in r.stderr
+
+
+def _wait_for(cond, timeout=600.0, what="condition"):
+    import time
+
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_snakemake_or_dvc_killed_during_training(tmp_path):
+    """SIGKILL to Snakemake (or to `dvc repro`) while a training job runs leaves that job as an orphan; the
+    documented rerun keeps its work (it waits for the orphan, then finds the training finished or resumes
+    it) and ends with the bytes of an uninterrupted training."""
+    import signal
+
+    params = micro_params()
+    params["cells"]["smart"] = {"seeds": [0], "train": {"mini": {"iterations": 60, "checkpoint_period": 10}}}
+    proj = _micro_project(tmp_path, params)
+    env = _env()
+    target = P.train_outputs("smart", 0)["model"]
+    scratch = proj / "results/train/smart/.scratch/s0"
+    # the training's inputs first, so that the kill lands in the training job
+    _run(["snakemake", "--cores", "2", P.proposals_manifest("mini-swinb", "coco_train"), *P.mini_clip_files()],
+         proj, env)
+
+    sm = subprocess.Popen(["snakemake", "--cores", "1", target], cwd=proj, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    _wait_for(lambda: (scratch / "last.pt").is_file() or sm.poll() is not None, what="the first checkpoint")
+    assert sm.poll() is None, "training ended before the kill"
+    sm.send_signal(signal.SIGKILL)  # Snakemake only: its training job lives on as an orphan
+    sm.wait()
+    _run(["snakemake", "--unlock"], proj, env)
+    _run(["snakemake", "--cores", "1", target], proj, env)  # the profile's rerun-incomplete redoes the job
+    log = (proj / P.log("train", "smart/s0")).read_text()
+    assert "at iteration 60/60" in log, log[-3000:]  # the orphan's training was kept, not redone
+
+    ref = tmp_path / "ref"
+    r = subprocess.run([sys.executable, "-m", "smart", "train", "--params", "params.yaml", "--cell", "smart", "--seed",
+                        "0", "--out", str(ref), "--proposals", "data/proposals/mini-swinb/coco_train", "--threads",
+                        "1"], cwd=proj, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = proj / P.train_dir("smart", 0)
+    for f in ("model.pt", "metrics.jsonl", "summary.json"):
+        assert (out / f).read_bytes() == (ref / f).read_bytes(), f
+
+    # the same through DVC: killed mid-training, `dvc repro` again resumes from the checkpoint
+    subprocess.run(["git", "init", "-q"], cwd=proj, check=True, env=env)
+    subprocess.run(["dvc", "init", "-q"], cwd=proj, check=True, env=env)
+    _run(["dvc", "commit", "-f", "-q", "--with-deps", "train-smart-s0"], proj, env)  # record what Snakemake built
+    shutil.rmtree(scratch)
+    dv = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train-smart-s0"], cwd=proj, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: (scratch / "last.pt").is_file() or dv.poll() is not None, what="the first checkpoint")
+    assert dv.poll() is None, "training ended before the kill"
+    dv.send_signal(signal.SIGKILL)
+    dv.wait()
+    _run(["dvc", "repro", "--single-item", "train-smart-s0"], proj, env)
+    for f in ("model.pt", "metrics.jsonl", "summary.json"):
+        assert (out / f).read_bytes() == (ref / f).read_bytes(), f
+    assert "up to date" in _run(["dvc", "status", "train-smart-s0"], proj, env).stdout.lower()
