@@ -227,14 +227,16 @@ class PredictSettings:
     score_mode: str = "objectness"
 
     def __post_init__(self):
+        from smart.config import EvalSettings
+        from smart.errors import ConfigError
+
         if self.task not in ("panoptic", "semantic"):
             raise InputError(f"--task must be panoptic or semantic, got {self.task!r}", field="--task")
-        for k in ("object_mask_threshold", "overlap_threshold", "mask_threshold"):
-            v = getattr(self, k)
-            if not 0.0 <= v <= 1.0:
-                raise InputError(f"must lie in [0, 1], got {v}", field=f"--{k.replace('_', '-')}")
-        if self.batch_size < 1:
-            raise InputError(f"must be >= 1, got {self.batch_size}", field="--batch-size")
+        try:  # the thresholds and batch size obey the rules of the DAG's `eval` section
+            EvalSettings(object_mask_threshold=self.object_mask_threshold, overlap_threshold=self.overlap_threshold,
+                         mask_threshold=self.mask_threshold, batch_size=self.batch_size)
+        except ConfigError as exc:
+            raise InputError(exc.message, field="--" + str(exc.field).split(".")[-1].replace("_", "-")) from None
         if len(self.test_size) != 2 or not 0 < self.test_size[0] <= self.test_size[1]:
             raise InputError(f"needs 0 < shortest <= longest, got {self.test_size}", field="--test-size")
 
