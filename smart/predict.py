@@ -413,8 +413,10 @@ def check_images(paths: Sequence[Path]) -> list[tuple[int, int]]:
     return sizes
 
 
-def run_predict(predictor: Predictor, paths: Sequence[Path], out: str | Path, *, record: dict) -> dict:
-    """Segment ``paths`` into ``out`` (see the module docstring for the files); the run summary."""
+def run_predict(predictor: Predictor, paths: Sequence[Path], out: str | Path, *, record: dict,
+                sizes: Sequence[tuple[int, int]] | None = None) -> dict:
+    """Segment ``paths`` into ``out`` (see the module docstring for the files); the run summary.
+    ``sizes``: the images' (H, W) from :func:`check_images`, if the caller has checked them already."""
     from smart.io import atomic_path, id2rgb, save_image_atomic, write_json, write_label_png
     from smart.utils.logging import progress
     from smart.visualize import palette_of, render, segments_from_labels
@@ -424,7 +426,7 @@ def run_predict(predictor: Predictor, paths: Sequence[Path], out: str | Path, *,
         raise InputError("--out exists and is not a folder", path=out, field="--out")
     names = output_names(paths)
     t_check = time.perf_counter()
-    sizes = check_images(paths)
+    sizes = check_images(paths) if sizes is None else list(sizes)
     check_seconds = time.perf_counter() - t_check
     vocab, task = predictor.vocab, predictor.settings.task
     cls_names = vocab.names

@@ -75,6 +75,7 @@ def run(args) -> int:
     from smart.predict import (
         PredictSettings,
         build_vocabulary,
+        check_images,
         collect_images,
         default_test_size,
         describe_vocabulary,
@@ -100,6 +101,7 @@ def run(args) -> int:
             raise InputError("--stuff applies to --vocab / --vocab-file; a benchmark's table says what is stuff",
                              field="--stuff")
     paths = collect_images(args.images)
+    sizes = check_images(paths)  # every image decoded before the model loads and anything is written
     ev = exp.eval
     pc = exp.proposal_config()
     test_size = tuple(args.test_size) if args.test_size is not None else default_test_size(exp)
@@ -140,7 +142,7 @@ def run(args) -> int:
     record = {"checkpoint": str(ckpt), "cell": meta.get("cell"), "iterations": meta.get("iteration"),
               "profile": exp.profile, "device": str(device), "generator": meta["generator_config"],
               "vocabulary": describe_vocabulary(vocab)}
-    summary = run_predict(predictor, paths, args.out, record=record)
+    summary = run_predict(predictor, paths, args.out, record=record, sizes=sizes)
     print(f"wrote {args.out}: {summary['num_images']} images in {summary['seconds']:.1f} s "
           f"({summary['images_per_s']} images/s)")
     return 0
