@@ -121,13 +121,16 @@ CLUSTER = {
 
 
 def cluster_resources(st: Stage, profile: str) -> dict:
-    """The Snakemake resources of a stage: ``gpu``, and in the paper profile its cluster runtime, memory and
-    SLURM partition (the mini profile runs on one machine)."""
+    """The Snakemake resources of a stage: ``gpu``; in the paper profile its cluster runtime, memory and
+    SLURM partition (the mini profile's stages are small: they take the cluster's defaults); and the
+    SLURM account of ``$SMART_SLURM_ACCOUNT`` when it is set (``profiles/slurm``)."""
     out: dict = {"gpu": st.gpu}
     if profile == "paper" and st.kind in CLUSTER:
         out.update(CLUSTER[st.kind])
         env = "SMART_SLURM_GPU_PARTITION" if st.gpu else "SMART_SLURM_CPU_PARTITION"
         out["slurm_partition"] = os.environ.get(env, "gpu" if st.gpu else "cpu")
+    if os.environ.get("SMART_SLURM_ACCOUNT"):
+        out["slurm_account"] = os.environ["SMART_SLURM_ACCOUNT"]
     return out
 
 

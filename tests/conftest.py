@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,32 @@ def trained(tmp_path_factory):
                  "trainable_state": trainable_state_dict(model), "generator_state": {}, "generator_config": None,
                  "frozen_checksum": frozen_checksum(model)}, d / "model.pt")
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_gen_dir(tmp_path_factory) -> Path:
+    """A tiny random mask generator saved to disk (the same weights in every process)."""
+    import torch
+
+    from smart.model.mask_generator import build_mask_generator
+
+    torch.manual_seed(0)
+    gen = tmp_path_factory.mktemp("gen") / "tiny"
+    build_mask_generator({"name": "tiny", "backend": "hf", "pretrained": None, "resize": False}).save_pretrained(gen)
+    return gen
+
+
+@pytest.fixture(scope="session")
+def tiny_train_params(trained, tiny_gen_dir, tmp_path_factory) -> Path:
+    """The tiny model's params with its generator on disk, a training long enough to be killed in (12
+    iterations, a checkpoint every 2) and caches of small shards."""
+    import yaml
+
+    params = yaml.safe_load((trained / "params.yaml").read_text())
+    params["train_defaults"]["mini"]["generators"]["swinb"]["pretrained"] = str(tiny_gen_dir)
+    params["train_defaults"]["mini"].update(iterations=12, batch_size=2, crop_size=64, log_period=1,
+                                            checkpoint_period=2)
+    params["proposals"]["mini"].update(shard_size=2, top_k=6)
+    p = tmp_path_factory.mktemp("faults") / "params.yaml"
+    p.write_text(yaml.safe_dump(params))
+    return p

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 pytestmark = pytest.mark.slow
 
@@ -67,35 +66,8 @@ def _files(d: Path) -> dict[str, bytes]:
             if f.is_file() and not f.name.endswith(".run.json")}
 
 
-@pytest.fixture(scope="module")
-def gen_dir(tmp_path_factory) -> Path:
-    """A tiny random mask generator saved to disk (the same weights in every process)."""
-    import torch
-
-    from smart.model.mask_generator import build_mask_generator
-
-    torch.manual_seed(0)
-    gen = tmp_path_factory.mktemp("gen") / "tiny"
-    build_mask_generator({"name": "tiny", "backend": "hf", "pretrained": None, "resize": False}).save_pretrained(gen)
-    return gen
-
-
-@pytest.fixture(scope="module")
-def params_file(trained, gen_dir, tmp_path_factory) -> Path:
-    """The tiny model's params with its generator on disk, a training long enough to be killed in (12
-    iterations, a checkpoint every 2) and caches of small shards."""
-    params = yaml.safe_load((trained / "params.yaml").read_text())
-    params["train_defaults"]["mini"]["generators"]["swinb"]["pretrained"] = str(gen_dir)
-    params["train_defaults"]["mini"].update(iterations=12, batch_size=2, crop_size=64, log_period=1,
-                                            checkpoint_period=2)
-    params["proposals"]["mini"].update(shard_size=2, top_k=6)
-    p = tmp_path_factory.mktemp("faults") / "params.yaml"
-    p.write_text(yaml.safe_dump(params))
-    return p
-
-
-def test_training_killed_anywhere_resumes_to_the_same_bytes(params_file, mini_root, tmp_path):
-    cmd = ["train", "--params", params_file, "--cell", "smart", "--seed", 0, "--root", mini_root, "--threads", 1]
+def test_training_killed_anywhere_resumes_to_the_same_bytes(tiny_train_params, mini_root, tmp_path):
+    cmd = ["train", "--params", tiny_train_params, "--cell", "smart", "--seed", 0, "--root", mini_root, "--threads", 1]
     _run(_smart(*cmd, "--out", tmp_path / "ref"))
     ref = _files(tmp_path / "ref")
     out = tmp_path / "run"
@@ -121,8 +93,8 @@ def test_training_killed_anywhere_resumes_to_the_same_bytes(params_file, mini_ro
     assert "at iteration 12/12" in r.stderr and _files(out) == ref
 
 
-def test_caching_killed_anywhere_resumes_to_the_same_bytes(params_file, gen_dir, mini_root, tmp_path):
-    cmd = ["cache-proposals", "coco", "--generator", gen_dir, "--params", params_file, "--root", mini_root,
+def test_caching_killed_anywhere_resumes_to_the_same_bytes(tiny_train_params, tiny_gen_dir, mini_root, tmp_path):
+    cmd = ["cache-proposals", "coco", "--generator", tiny_gen_dir, "--params", tiny_train_params, "--root", mini_root,
            "--threads", 1]
     _run(_smart(*cmd, "--out", tmp_path / "ref"))
     ref = _files(tmp_path / "ref")
@@ -134,8 +106,8 @@ def test_caching_killed_anywhere_resumes_to_the_same_bytes(params_file, gen_dir,
     assert _files(out) == ref
 
 
-def test_evaluation_and_table_killed_leave_nothing_partial(params_file, trained, mini_root, tmp_path):
-    ev = ["eval-cell", "--params", params_file, "--cell", "smart", "--seed", 0, "--model", trained / "model.pt",
+def test_evaluation_and_table_killed_leave_nothing_partial(tiny_train_params, trained, mini_root, tmp_path):
+    ev = ["eval-cell", "--params", tiny_train_params, "--cell", "smart", "--seed", 0, "--model", trained / "model.pt",
           "--datasets", "ade150", "pc59", "--root", mini_root, "--threads", 1]
     out = lambda d: ["--out-dir", d / "m", "--detail-dir", d / "d"]  # noqa: E731
     _run(_smart(*ev, *out(tmp_path / "ref")))
@@ -151,7 +123,7 @@ def test_evaluation_and_table_killed_leave_nothing_partial(params_file, trained,
 
     metrics = tmp_path / "metrics"
     shutil.copytree(run / "m", metrics / "smart" / "s0")
-    tab = ["table", "table3a", "--params", params_file, "--metrics-dir", metrics]
+    tab = ["table", "table3a", "--params", tiny_train_params, "--metrics-dir", metrics]
     _run(_smart(*tab, "--out", tmp_path / "ref.csv"))
     t0 = time.monotonic()
     delay = float(RNG.uniform(0.2, 1.5))
