@@ -74,6 +74,8 @@ def test_micro_dag_through_the_slurm_profile(tmp_path):
     from test_workflow import _micro_project, _snapshot, micro_params
 
     params = micro_params()
+    for d in ("local", "cluster"):
+        (tmp_path / d).mkdir()
     local = _micro_project(tmp_path / "local", params)
     _run(["snakemake", "--cores", "2", "results/table1.csv"], local)
     cluster = _micro_project(tmp_path / "cluster", params)
