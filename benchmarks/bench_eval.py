@@ -1,6 +1,12 @@
 """Throughput of smart.eval on synthetic ADE-sized images (default 2000 × 512×683); prints images/s.
 
-    python benchmarks/bench_eval.py [--num-images 2000] [--workers 1 2] [--keep DIR]
+    python benchmarks/bench_eval.py [--num-images 2000] [--workers 1 2] [--keep DIR] [--panopticapi DIR]
+
+``--panopticapi DIR`` also runs cocodataset/panopticapi's own ``pq_compute`` (DIR holds its
+``panopticapi/`` package, e.g. a clone of https://github.com/cocodataset/panopticapi; it runs one
+process per core) on the same files in the same run, checks that every PQ / SQ / RQ / n is equal, and
+prints our speed relative to it: in-process with the same number of processes, and as
+``python -m smart evaluate panoptic`` from the command line, start-up included.
 
 Measured: PQ from COCO-panoptic files (PNG decode included) and streamed from in-memory id maps;
 mIoU from label-map files (150 classes, 8-bit PNG; 847 classes, 16-bit TIFF) and streamed. The
@@ -120,6 +126,51 @@ def timed(label, n, fn):
     return res
 
 
+def compare_panopticapi(folder: Path, root: Path, n: int, ref: dict) -> None:
+    """panopticapi's pq_compute vs ours on the same files: equal results, and the speed ratio."""
+    import contextlib
+    import io
+    import multiprocessing
+    import subprocess
+
+    sys.path.insert(0, str(folder.resolve()))
+    from panopticapi.evaluation import pq_compute
+
+    cores = multiprocessing.cpu_count()  # what pq_compute uses
+    files = (root / "gt.json", root / "pred.json", root / "gt", root / "pred")
+    with contextlib.redirect_stdout(io.StringIO()):
+        t_ref = time.perf_counter()
+        theirs = pq_compute(*map(str, files))
+        t_ref = time.perf_counter() - t_ref
+    print(f"{'panopticapi pq_compute, ' + str(cores) + ' processes':48s} {n:6d} images  {t_ref:7.2f} s  "
+          f"{n / t_ref:8.1f} images/s")
+    t_ours = time.perf_counter()
+    ours = evaluate_panoptic_files(*files[:2], files[2], files[3], workers=cores, show_progress=False)
+    t_ours = time.perf_counter() - t_ours
+    print(f"{'PQ files, workers=' + str(cores) + ' (same run)':48s} {n:6d} images  {t_ours:7.2f} s  "
+          f"{n / t_ours:8.1f} images/s")
+    out = root / "metrics.json"
+    t_cli = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "smart", "evaluate", "panoptic", "--gt-json", str(files[0]),
+                    "--pred-json", str(files[1]), "--gt-dir", str(files[2]), "--pred-dir", str(files[3]),
+                    "--workers", str(cores), "--out", str(out)], check=True, cwd=ROOT, capture_output=True)
+    t_cli = time.perf_counter() - t_cli
+    print(f"{'python -m smart evaluate panoptic (start-up incl.)':48s} {n:6d} images  {t_cli:7.2f} s  "
+          f"{n / t_cli:8.1f} images/s")
+    # panopticapi's processes each sum their IoUs and then add the sums, so its last bit depends on the
+    # process count; with one process it is bit-identical to ours (tests/eval/test_pq_reference.py).
+    cli = json.loads(out.read_text())
+    worst = 0.0
+    for split in ("All", "Things", "Stuff"):
+        mine = {k: ours[split][k] for k in ("pq", "sq", "rq", "n")}
+        assert mine == {k: ref[split][k] for k in mine} == {k: cli[split][k] for k in mine}, split
+        assert mine["n"] == theirs[split]["n"] and mine["rq"] == theirs[split]["rq"], (split, mine, theirs[split])
+        worst = max([worst] + [abs(mine[k] - theirs[split][k]) for k in ("pq", "sq")])
+    assert worst <= 1e-12, worst
+    print(f"results equal to panopticapi's (All / Things / Stuff: n and RQ exactly, PQ and SQ within {worst:.0e}); "
+          f"speed vs panopticapi: {t_ref / t_ours:.2f}x in-process, {t_ref / t_cli:.2f}x from the command line")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num-images", type=int, default=2000)
@@ -128,6 +179,8 @@ def main(argv=None) -> int:
     ap.add_argument("--unique", type=int, default=40, help="distinct synthetic scenes")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--keep", type=Path, default=None, help="write the data set here and keep it")
+    ap.add_argument("--panopticapi", type=Path, default=None,
+                    help="folder holding cocodataset/panopticapi's panopticapi/ package: compare with it")
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(0)
@@ -162,6 +215,8 @@ def main(argv=None) -> int:
                         lambda w=w: evaluate_panoptic_files(root / "gt.json", root / "pred.json",
                                                             workers=w, show_progress=False))
             assert res["All"] == ref["All"]
+        if args.panopticapi is not None:
+            compare_panopticapi(args.panopticapi, root, n, ref)
         timed("mIoU streaming, 150 classes uint8", n, stream_sem(150, 255, "sem_gt", "sem_pred"))
         timed("mIoU streaming, 847 classes uint16", n, stream_sem(847, 65535, "sem_gt847", "sem_pred847"))
         for w in args.workers:

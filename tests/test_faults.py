@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended, pytest.mark.faults]
 
 REPO = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(20261206)

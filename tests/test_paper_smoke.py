@@ -39,6 +39,8 @@ def test_smoke_params_are_the_paper_profile_with_declared_reductions():
 
 
 @pytest.mark.slow
+@pytest.mark.extended
+@pytest.mark.paper
 def test_paper_profile_smoke_run(tmp_path):
     """Every rule kind of the paper profile: prepare, check, convert, cache (Swin-B and R50), train,
     eval-cell on all six benchmarks, benchmark, eval-refer, every table and figure."""
@@ -70,6 +72,8 @@ def test_paper_profile_smoke_run(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
+@pytest.mark.paper
 def test_gpu_paper_script_runs_on_cpu(tmp_path):
     """The prepared GPU check, at small sizes on the CPU (its plumbing; the figures come from a GPU)."""
     res = tmp_path / "gpu.json"

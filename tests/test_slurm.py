@@ -32,7 +32,7 @@ def _slurm_up() -> bool:
 
 if not _slurm_up() and os.environ.get("SMART_REQUIRE_SLURM") == "1":
     raise RuntimeError("SMART_REQUIRE_SLURM=1 but no SLURM answers: start it with `.ci/slurm.sh start`")
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not _slurm_up(), reason="no SLURM cluster (.ci/slurm.sh start)")]
+pytestmark = [pytest.mark.slow, pytest.mark.extended, pytest.mark.slurm, pytest.mark.skipif(not _slurm_up(), reason="no SLURM cluster (.ci/slurm.sh start)")]
 
 
 def _env() -> dict:

@@ -13,6 +13,7 @@ import argparse
 import importlib
 import logging
 import sys
+import time
 
 from smart.errors import InputError
 
@@ -61,6 +62,17 @@ def build_parser(verbs: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _log_resources(verb: str | None, t0: float) -> None:
+    """One log line with what the verb cost: CPU seconds (this process and its finished children, user +
+    system), wall seconds and peak RSS. ``benchmarks/dag_cost.py`` sums these lines over a DAG run's logs."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    logging.getLogger("smart").info("resources: %s cpu %.1f s wall %.1f s max_rss %.0f MB", verb, cpu,
+                                    time.perf_counter() - t0, max(me.ru_maxrss, kids.ru_maxrss) / 1024)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Import only the module of the verb asked for (fast start); fall back to all for --help.
@@ -70,8 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     from smart.utils.logging import setup_logging
 
     setup_logging(args.log)
+    t0 = time.perf_counter()
     try:
-        return int(args._module.run(args) or 0)
+        code = int(args._module.run(args) or 0)
+        _log_resources(verb, t0)
+        return code
     except InputError as exc:
         logging.getLogger("smart").error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)

@@ -105,6 +105,7 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 ZIP_LEVEL = 6
 ASINH_SCALE = 1.0  # a: the quantiser is uniform in asinh(x / a) (fine near 0, relative error at large |x|)
 ENCODINGS = ("q8-asinh", "q8-asinh+rle")  # logit_stride 1 / > 1
+CACHE_BYTES = 512 * 2**20  # decoded shards a store keeps in memory (a whole mini split; ~50 paper shards)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -285,6 +286,10 @@ def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 
 def _header_array(header: Mapping) -> np.ndarray:
     return np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8).copy()
+
+
+def _nbytes(arrays: Mapping) -> int:
+    return sum(v.nbytes for v in arrays.values() if isinstance(v, np.ndarray))
 
 
 def _read_shard_bytes(data: bytes, path: Path) -> dict[str, np.ndarray]:
@@ -586,21 +591,26 @@ def _dig(d: Any, dotted: str) -> Any:
 class ProposalStore:
     """Read access to a proposal cache written by :func:`cache_proposals`.
 
-    Shards are loaded lazily (whole shard, SHA-256 checked against the manifest) and kept in a small
-    LRU cache; :meth:`get` decodes one image's proposals to float32.
+    Shards are loaded lazily (whole shard, SHA-256 checked against the manifest) and kept in an LRU
+    cache bounded in bytes; :meth:`get` decodes one image's proposals to float32. Training reads images
+    in random order, so the cache should hold the whole split where memory allows: the mini COCO train
+    cache is 47 MB decoded (40 shards), and with a 4-shard cache a 200-iteration training spent a third
+    of its time (11 of 36 s) inflating the same shards again.
     """
 
-    def __init__(self, *, root: str | Path, manifest: Mapping, cache_shards: int = 4, verify: bool = True):
+    def __init__(self, *, root: str | Path, manifest: Mapping, cache_bytes: int = CACHE_BYTES, verify: bool = True):
         """
         Args:
             root: the cache directory.
             manifest: its parsed ``manifest.json`` (validated by :meth:`open`).
-            cache_shards: decoded shards kept in memory (LRU).
+            cache_bytes: decoded shards kept in memory (LRU) up to this many bytes (at least one shard;
+                a DataLoader worker has its own cache).
             verify: check each shard's size and SHA-256 against the manifest when loading it.
         """
         self.root = Path(root)
         self.manifest = dict(manifest)
-        self.cache_shards = max(1, int(cache_shards))
+        self.cache_bytes = int(cache_bytes)
+        self._cached_bytes = 0
         self.verify = verify
         enc = self.manifest["encoding"]
         self.clamp = float(enc["logit_clamp"])
@@ -617,7 +627,7 @@ class ProposalStore:
 
     @classmethod
     def open(cls, path: str | Path, *, generator: str | Path | Mapping | None = None, dataset: str | None = None,
-             cache_shards: int = 4, verify: bool = True) -> ProposalStore:
+             cache_bytes: int = CACHE_BYTES, verify: bool = True) -> ProposalStore:
         """Open a cache directory, optionally checking that it holds proposals of ``generator`` (a
         checkpoint directory or a :func:`generator_identity` dict) for ``dataset`` (a registry name)."""
         from smart.io import load_json
@@ -657,7 +667,7 @@ class ProposalStore:
             if m["dataset"] != want:
                 raise DatasetError(f"proposals of dataset {m['dataset']!r}, expected {want!r}", path=man_path,
                                    field="dataset")
-        store = cls(root=root, manifest=m, cache_shards=cache_shards, verify=verify)
+        store = cls(root=root, manifest=m, cache_bytes=cache_bytes, verify=verify)
         if len(store._index) != len(store._ids) or len(store._ids) != m["num_images"]:
             raise DatasetError(f"shard image ids ({len(store._ids)}, {len(store._index)} distinct) do not match "
                                f"num_images {m['num_images']}", path=man_path, field="shards")
@@ -665,7 +675,7 @@ class ProposalStore:
 
     def __getstate__(self) -> dict:  # DataLoader workers get an empty shard cache, not a copy of it
         state = self.__dict__.copy()
-        state["_cache"] = OrderedDict()
+        state["_cache"], state["_cached_bytes"] = OrderedDict(), 0
         return state
 
     # -- properties -------------------------------------------------------------------------------
@@ -731,8 +741,9 @@ class ProposalStore:
         if self.stride > 1:  # start of each image's RLE bytes
             arrays["_rle_offsets"] = np.concatenate([[0], np.cumsum(arrays["rle_len"].sum(1))]).astype(np.int64)
         self._cache[s] = arrays
-        while len(self._cache) > self.cache_shards:
-            self._cache.popitem(last=False)
+        self._cached_bytes += _nbytes(arrays)
+        while len(self._cache) > 1 and self._cached_bytes > self.cache_bytes:
+            self._cached_bytes -= _nbytes(self._cache.popitem(last=False)[1])
         return arrays
 
     def _damaged(self, path: Path, message: str, *, field: str | None = None) -> DatasetError:

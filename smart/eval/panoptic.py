@@ -93,6 +93,8 @@ def _where(image_id: Any, seg: Any = None) -> str:
 
 
 def _as_id_map(ids: Any, image_id: Any, which: str, path: Any) -> np.ndarray:
+    """An H×W integer id map of any integer dtype, ids checked to lie in [0, 256³) (H×W×3/4 uint8 RGB
+    encodings are decoded first)."""
     arr = np.asarray(ids)
     if arr.ndim == 3 and arr.shape[2] in (3, 4) and arr.dtype == np.uint8:
         from smart.eval.io import rgb2id
@@ -112,7 +114,7 @@ def _as_id_map(ids: Any, image_id: Any, which: str, path: Any) -> np.ndarray:
         if lo < 0 or hi >= OFFSET:
             raise InputError(f"{which} segment ids must lie in [0, 256^3), got [{lo}, {hi}]", path=path,
                              field=_where(image_id))
-    return arr.astype(np.int64, copy=False)
+    return arr
 
 
 def _is_int(v: Any) -> bool:
@@ -174,19 +176,26 @@ def _index_segments(segments: Any, *, image_id: Any, which: str, path: Any, cate
 def _pair_counts(gt: np.ndarray, pred: np.ndarray) -> tuple[list, list, list]:
     """Sorted unique (gt id, pred id) pairs with their pixel counts: np.unique of gt·256³ + pred.
 
-    Panoptic maps are piecewise constant, so the keys are first run-length encoded along rows and
-    only the runs are sorted (an order of magnitude faster); noise-like maps fall back to a full sort.
+    Panoptic maps are piecewise constant, so the pixels are first cut into runs along rows where
+    neither id changes, and only the runs' keys are built and sorted (an order of magnitude faster than
+    sorting every pixel); noise-like maps fall back to a full sort.
     """
-    key = gt.ravel() * OFFSET + pred.ravel()
-    if key.size == 0:
+    g, p = gt.reshape(-1), pred.reshape(-1)
+    n = g.size
+    if n == 0:
         return [], [], []
-    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-    if starts.size <= key.size // 4:
-        run_len = np.diff(np.append(starts, key.size))
-        keys, inv = np.unique(key[starts], return_inverse=True)
+    change = np.empty(n, dtype=bool)  # (H·W,) True where a new (gt, pred) run starts
+    change[0] = True
+    np.not_equal(g[1:], g[:-1], out=change[1:])
+    change[1:] |= p[1:] != p[:-1]
+    starts = np.flatnonzero(change)
+    if starts.size <= n // 4:
+        run_len = np.diff(np.append(starts, n))
+        key = g[starts].astype(np.int64) * OFFSET + p[starts].astype(np.int64)  # (runs,)
+        keys, inv = np.unique(key, return_inverse=True)
         counts = np.bincount(inv.ravel(), weights=run_len, minlength=keys.size).astype(np.int64)
     else:
-        s = np.sort(key)
+        s = np.sort(g.astype(np.int64) * OFFSET + p.astype(np.int64))
         starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
         counts = np.diff(np.append(starts, s.size))
         keys = s[starts]
@@ -512,8 +521,8 @@ def _init_worker(categories: dict, strict: bool) -> None:
 def _eval_task(task: tuple) -> Any:
     image_id, gt_path, gt_segments, pred_path, pred_segments = task
     try:
-        gt = read_panoptic_png(gt_path, image_id=image_id)
-        pred = read_panoptic_png(pred_path, image_id=image_id)
+        gt = read_panoptic_png(gt_path, image_id=image_id, dtype=np.uint32)  # (H, W)
+        pred = read_panoptic_png(pred_path, image_id=image_id, dtype=np.uint32)
         return evaluate_image(image_id, gt, gt_segments, pred, pred_segments, _WORKER_STATE["categories"],
                               strict=_WORKER_STATE["strict"], gt_path=gt_path, pred_path=pred_path)
     except InputError as exc:  # re-raised in the parent with its path and field

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,7 @@ class TextEmbeddingCache:
     def save(self, emb: TextEmbeddings, meta: dict | None = None) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         p = self.path(emb.key)
-        tmp = p.with_suffix(".tmp")
+        tmp = p.with_suffix(f".{os.getpid()}.tmp")  # two jobs may write the same key at once
         torch.save({"synonyms": emb.synonyms.cpu(), "synonym_class": emb.synonym_class.cpu(),
                     "classes": emb.classes.cpu(), "meta": meta or {}}, tmp)
         tmp.replace(p)

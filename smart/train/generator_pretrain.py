@@ -150,6 +150,26 @@ def batch_plan(step: int, *, num_samples: int, batch_size: int, seed: int, hflip
     return idx, flips
 
 
+class _DecodedSamples:
+    """``ds[i]`` decoded once and kept: the pretraining draws every image ~2 times (560 × 16 crops of
+    4000 images), and decoding was two thirds of its data time. Segment ids are kept as int32 (the mini
+    COCO train split then takes ~260 MB)."""
+
+    def __init__(self, ds):
+        self.ds, self._memo = ds, {}
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> dict:
+        s = self._memo.get(i)
+        if s is None:
+            s = self.ds[i]
+            s = {"image": s["image"], "pan_ids": s["pan_ids"].astype(np.int32), "segments_info": s["segments_info"]}
+            self._memo[i] = s
+        return s
+
+
 def _load_batch(ds, idx: Sequence[int], flips: Sequence[bool], *, size_divisibility: int = 32):
     """Images + padded targets of one batch: ``pixel_values`` (B, 3, Hp, Wp), ``pixel_mask`` (B, Hp, Wp),
     ``mask_labels`` B × (N_b, Hp, Wp) float, ``class_labels`` B × (N_b,) int64."""
@@ -358,6 +378,7 @@ def train_generator(name: str, cfg: GeneratorPretrainConfig, *, root: str | Path
     out_dir = Path(out_dir)
     curve_path = Path(curve_path) if curve_path else out_dir / CURVE_FILE
     ds = Dataset.open(cfg.train_dataset, root=root)
+    samples = _DecodedSamples(ds)
     if ds.spec.task != "panoptic":
         raise ConfigError(f"{cfg.train_dataset!r} is not a panoptic split", field=f"mini_generators.{name}.train_dataset")
     class_names = ds.vocab.names
@@ -370,7 +391,7 @@ def train_generator(name: str, cfg: GeneratorPretrainConfig, *, root: str | Path
     n_params = sum(p.numel() for p in model.parameters())
     # AdamW groups: no decay on norms, biases and the query / level embeddings
     opt = torch.optim.AdamW(decay_groups(model.named_parameters(), weight_decay=cfg.weight_decay, names=("embed",)),
-                            lr=cfg.lr, betas=(0.9, 0.999))
+                            lr=cfg.lr, betas=(0.9, 0.999), fused=True)  # one kernel per step (13 -> 4 ms here)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg))
 
     scratch = scratch_dir(out_dir) / "last.pt"
@@ -403,7 +424,7 @@ def train_generator(name: str, cfg: GeneratorPretrainConfig, *, root: str | Path
     for step in bar:
         t0 = time.time()
         idx, flips = batch_plan(step, num_samples=len(ds), batch_size=cfg.batch_size, seed=cfg.seed, hflip=cfg.hflip)
-        pixel_values, pixel_mask, mask_labels, class_labels = _load_batch(ds, idx, flips)
+        pixel_values, pixel_mask, mask_labels, class_labels = _load_batch(samples, idx, flips)
         t_data += time.time() - t0
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
             out = model(pixel_values=pixel_values, pixel_mask=pixel_mask, mask_labels=mask_labels,

@@ -284,13 +284,17 @@ def test_interrupted_run_continues_and_skips_complete_shards(cached, gen_dir, mi
 
 def test_reader_errors_name_file_and_field(cached, gen_dir, mini_root, tmp_path):
     out, _ = cached
-    store = ProposalStore.open(out, cache_shards=1)
+    store = ProposalStore.open(out, cache_bytes=1)
     with pytest.raises(DatasetError) as e:
         store.get(987654321)
     assert e.value.field == "image_id" and "manifest.json" in str(e.value)
     assert store.get(str(store.image_ids[0]))["mask_logits"].shape == (8, 16, 16)  # "123" finds image 123
     store.get(store.image_ids[-1])
-    assert len(store._cache) == 1  # LRU of one shard
+    assert len(store._cache) == 1  # a budget below one shard keeps exactly one
+    big = ProposalStore.open(out)  # the default budget holds every shard of a small cache
+    for i in big.image_ids:
+        big.get(i)
+    assert len(big._cache) == len(big.manifest["shards"]) > 1
 
     other = _save_generator(tmp_path / "other", seed=1)
     with pytest.raises(DatasetError) as e:

@@ -346,7 +346,8 @@ def test_printed_table_is_percent_with_n():
 
 
 @pytest.mark.parametrize("kind", ["blocks", "noise"])
-def test_pair_counts_equal_numpy_unique(kind):
+def test_pair_counts_equal_numpy_unique(kind, tmp_path):
+    from smart.eval.io import id2rgb
     from smart.eval.panoptic import _pair_counts
 
     rng = np.random.default_rng(0)
@@ -358,5 +359,37 @@ def test_pair_counts_equal_numpy_unique(kind):
         pred = rng.integers(0, 5, (54, 77))
     key = gt.astype(np.uint64) * np.uint64(256**3) + pred.astype(np.uint64)
     keys, counts = np.unique(key, return_counts=True)
-    g, p, n = _pair_counts(gt, pred)
-    assert g == (keys // 256**3).tolist() and p == (keys % 256**3).tolist() and n == counts.tolist()
+    want = (keys // 256**3).tolist(), (keys % 256**3).tolist(), counts.tolist()
+    assert _pair_counts(gt, pred) == want
+    assert _pair_counts(gt.astype(np.uint32), pred) == want  # what the PNG reader returns, mixed with int64
+
+    # the PNG reader's 32-bit unpacking gives the ids of rgb2id, for RGB and RGBA files
+    from PIL import Image
+
+    from smart.io import read_panoptic_png, rgb2id
+
+    for mode in ("RGB", "RGBA"):
+        rgb = id2rgb(gt)
+        arr = rgb if mode == "RGB" else np.concatenate([rgb, np.full(gt.shape + (1,), 200, np.uint8)], axis=2)
+        f = tmp_path / f"{kind}_{mode}.png"
+        Image.fromarray(arr).save(f)
+        got = read_panoptic_png(f, dtype=np.uint32)
+        assert got.dtype == np.uint32 and np.array_equal(got, rgb2id(arr)) and np.array_equal(got, gt)
+
+
+def test_truncated_or_corrupt_panoptic_png_is_named(tmp_path):
+    from PIL import Image
+
+    from smart.errors import DatasetError
+    from smart.io import read_panoptic_png
+
+    ids = np.repeat(np.arange(1, 65, dtype=np.int64).reshape(8, 8), 8, 0)[:, :8].repeat(8, 1)  # (64, 64)
+    f = tmp_path / "p.png"
+    Image.fromarray(id2rgb(ids)).save(f)
+    assert np.array_equal(read_panoptic_png(f), ids)
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError) as e:
+        read_panoptic_png(f, image_id=7)
+    assert "cannot read panoptic PNG: image file is truncated" in str(e.value) and str(f) in str(e.value)
+    assert "image 7" in str(e.value)

@@ -282,6 +282,8 @@ def converted(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
+@pytest.mark.paper
 def test_converted_weights_equal_the_checkpoint(converted):
     from safetensors.torch import load_file
 
@@ -323,6 +325,8 @@ def test_converted_weights_equal_the_checkpoint(converted):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
+@pytest.mark.paper
 def test_converted_generator_loads_and_runs(converted):
     from smart.model.mask_generator import Mask2FormerGenerator
 
@@ -341,6 +345,8 @@ def test_converted_generator_loads_and_runs(converted):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
+@pytest.mark.paper
 def test_interrupted_conversion_leaves_no_output(converted, tmp_path, monkeypatch):
     from smart.model.mask_generator import Mask2FormerGenerator
 
@@ -357,6 +363,8 @@ def test_interrupted_conversion_leaves_no_output(converted, tmp_path, monkeypatc
 
 
 @pytest.mark.slow
+@pytest.mark.extended
+@pytest.mark.paper
 def test_cli_convert_generator(converted, tmp_path, capsys):
     from smart.cli import main
     from smart.model.mask_generator import Mask2FormerGenerator

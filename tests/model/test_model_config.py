@@ -116,6 +116,8 @@ def test_model_summary_cli_config_errors(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
+@pytest.mark.paper
 def test_paper_model_materialises_on_cpu():
     """The real-memory build of the paper configuration (about 1.7 GB of float32, random init)."""
     torch.manual_seed(0)

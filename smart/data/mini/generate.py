@@ -516,7 +516,7 @@ def _work_captions(job: Job):
                 if out_size != size:
                     img = img.resize((out_size, out_size), Image.BILINEAR)
                 buf = io.BytesIO()
-                img.save(buf, format="PNG")
+                img.save(buf, format="PNG", compress_level=1)  # 4x faster than the default 6; 30 000 images
                 cap = caption_of(scene, rng)
                 meta = {"group": gid, "group_kind": gkind, "things": sorted({t.concept.index for t in scene.things}),
                         "stuff": sorted({s.concept.index for s in scene.stuff if s.mask.any()})}
