@@ -18,8 +18,10 @@ What is measured, per point (batch 1, ``--repeats`` timed runs after one warm-up
 The mask generator is not in the loop (its proposals are cached in the pipeline): proposals are random
 mask logits at S/4, the generator's output stride. The two sweeps: Q over ``--proposals`` at the
 configuration's own input side, S over ``--sizes`` at the configuration's own Q (mini: 64 px, Q 20;
-paper: 896 px, Q 100). The model is randomly initialised from the configuration (speed and memory do not
-depend on the weights). ``--slopes`` prints the log-log growth exponent between successive points.
+paper: 896 px, Q 100). The model is the preset's, randomly initialised (speed and memory do not depend
+on the weights; the ``mini`` preset's CLIP has the mini CLIP's width, depth and patch size). The log-log
+growth exponents between successive points are printed at the end. Output: ``docs/cost/<preset>_<device>
+.csv`` and ``.png`` (``--plot-only CSV`` redraws a figure).
 """
 
 from __future__ import annotations
