@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from smart.eval.benchmark import cpu_model_name, peak_rss_bytes, reset_peak_rss  # noqa: E402
+from smart.eval.benchmark import _sync, cpu_model_name, peak_rss_bytes, reset_peak_rss  # noqa: E402
 
 # the configuration's own operating point: (input side S, proposals Q, classes K)
 OWN = {"mini": (64, 20, 150), "paper": (896, 100, 150), "tiny-test": (32, 8, 10)}  # tiny-test: the tests
@@ -83,11 +83,6 @@ def _peak_mb(device: torch.device, start: int) -> float:
     return max(0, peak_rss_bytes() - start) / 2**20
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(model, criterion, text, *, side: int, q: int, device: torch.device, amp: bool, repeats: int) -> dict:
     """One (S, Q) point: median times of inference / post-processing / training step and peak memory."""
     from smart.model.inference import postprocess
@@ -126,22 +121,17 @@ def measure(model, criterion, text, *, side: int, q: int, device: torch.device, 
         opt.step()
         model.eval()
 
+    out = infer()  # the post-processing input (post-processing does not change it)
     res = {}
-    for name, fn in (("infer", infer), ("post", None), ("train", train)):
+    for name, fn in (("infer", infer), ("post", lambda: post(out)), ("train", train)):
         times = []
         start = _peak_start(device)
-        for r in range(repeats + 1):
+        for r in range(repeats + 1):  # the first run is warm-up
             _sync(device)
-            if name == "post":
-                out = infer()
-                _sync(device)
-                t0 = time.perf_counter()
-                post(out)
-            else:
-                t0 = time.perf_counter()
-                fn()
+            t0 = time.perf_counter()
+            fn()
             _sync(device)
-            if r:  # the first run is warm-up
+            if r:
                 times.append(time.perf_counter() - t0)
         res[f"{name}_ms"] = round(1000 * statistics.median(times), 2)
         if name != "post":

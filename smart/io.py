@@ -15,6 +15,7 @@ field where known).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import math
@@ -115,6 +116,15 @@ def read_panoptic_png(path: str | Path, *, image_id: Any = None, dtype: Any = np
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+@functools.cache
+def _cv2():
+    """OpenCV, imported on first use and set to one thread once (evaluation parallelises over images)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    return cv2
+
+
 def _decode_rgb8_png(data: bytes) -> tuple[np.ndarray | None, tuple[int, int]]:
     """(H·W,) little-endian uint32 words R | G<<8 | B<<16 | A<<24 of an 8-bit RGB(A) PNG, decoded by
     OpenCV, and (H, W); (None, (0, 0)) for any other file or when OpenCV cannot decode it."""
@@ -122,9 +132,7 @@ def _decode_rgb8_png(data: bytes) -> tuple[np.ndarray | None, tuple[int, int]]:
     if len(data) < 33 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR" or data[24] != 8 \
             or data[25] not in (2, 6):
         return None, (0, 0)
-    import cv2
-
-    cv2.setNumThreads(1)  # evaluation parallelises over images itself
+    cv2 = _cv2()
     size = (int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big"))
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # (H, W, 3|4) BGR(A), or None
     if arr is None or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[:2] != size or arr.shape[2] not in (3, 4):
