@@ -11,7 +11,10 @@ What runs (``python benchmarks/gpu_paper.py --out DIR``; ``benchmarks/gpu_paper.
 3. ``train`` of ``smart_swinb`` for ``--iterations`` iterations at ``--batch`` images per step (one GPU),
    logging every iteration: the median step time after ``--skip`` iterations, and the peak memory;
 4. ``benchmark`` of the trained cell on ADE-150 at batch 1 (generator + classifier + post-processing,
-   end to end; ``--warmup`` untimed images first).
+   end to end; ``--warmup`` untimed images first), three times on the same GPU: the classifier in
+   float32 (``--fp32``), in bf16 (params.yaml ``eval.bf16``, the pipeline's default), and in bf16
+   through ``torch.compile`` (``--compile``). Each record has the work per image it counted, so the
+   achieved TFLOP/s and the fraction of the GPU's dense peak (``smart/report/device_peaks.yaml``) follow.
 
 The JSON has the GPU's name, the step time, images per second, peak memory, and the GPU-hours that
 25k iterations of 16 images imply at that speed (one GPU; paper: 45 GPU-hours), FPS and inference
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from smart.provenance import read_run_record
+    from smart.report.table2 import efficiency
     from smart.smoke import SWINB_DIR, setup
 
     out = Path(args.out).resolve()
@@ -101,11 +105,13 @@ def main(argv: list[str] | None = None) -> int:
            "--root", "datasets", "--out", str(train_dir), "--proposals", store, "--device", args.device,
            "--resume", "never")
     train_wall = time.perf_counter() - t_train
-    bench = out / "results/benchmarks/smart_swinb.json"
-    _smart(out, "benchmark", "--params", "params.yaml", "--cell", "smart_swinb", "--seed", "0",
-           "--model", str(train_dir / "model.pt"), "--profile", "paper", "--root", "datasets",
-           "--dataset", "ade150", "--images", str(args.images), "--warmup", str(args.warmup),
-           "--device", args.device, "--out", str(bench))
+    variants = {"fp32": ("--fp32",), "bf16": (), "bf16_compile": ("--compile",)}
+    for name, flags in variants.items():
+        warmup = max(args.warmup, 1) if "--compile" in flags else args.warmup  # compiles on the first image
+        _smart(out, "benchmark", "--params", "params.yaml", "--cell", "smart_swinb", "--seed", "0",
+               "--model", str(train_dir / "model.pt"), "--profile", "paper", "--root", "datasets",
+               "--dataset", "ade150", "--images", str(args.images), "--warmup", str(warmup),
+               "--device", args.device, "--out", str(out / f"results/benchmarks/smart_swinb_{name}.json"), *flags)
 
     # per-iteration timings are in the run records beside the results (smart.provenance)
     records = [json.loads(ln) for ln in (train_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
@@ -114,7 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     summary = {**json.loads((train_dir / "summary.json").read_text()), **read_run_record(train_dir / "summary.json")}
     steps = [r["time"] for r in records if r["iteration"] > args.skip] or [r["time"] for r in records]
     step = statistics.median(steps)
-    b = json.loads(bench.read_text())
+    inference = {}
+    for name in variants:
+        rec = json.loads((out / f"results/benchmarks/smart_swinb_{name}.json").read_text())
+        inference[name] = {**{k: rec.get(k) for k in ("fps", "memory_gb", "memory_kind", "ms_generator",
+                                                      "ms_classifier", "ms_postprocess", "images", "warmup",
+                                                      "device", "autocast", "compiled")},
+                           **efficiency(rec)}
+    b = inference["bf16"]
     gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
     gpu_hours = step * (PAPER["batch"] / args.batch) * PAPER["iterations"] / 3600.0
     result = {
@@ -128,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": {"step_seconds_median": round(step, 4), "step_seconds_all": [round(s, 4) for s in steps],
                   "images_per_s": round(args.batch / step, 3), "max_mem_mb": summary.get("max_mem_mb"),
                   "gpu_hours_25k_x16": round(gpu_hours, 2), "wall_seconds_with_start": round(train_wall, 1)},
-        "inference": {k: b.get(k) for k in ("fps", "memory_gb", "memory_kind", "ms_generator", "ms_classifier",
-                                            "ms_postprocess", "images", "warmup", "device")},
+        "inference": inference,
         "paper": PAPER,
         "total_seconds": round(time.perf_counter() - t0, 1),
     }
@@ -139,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result, indent=2))
     print(f"{gpu}: training {step:.3f} s/step at batch {args.batch} ({result['train']['images_per_s']} img/s, "
           f"peak {summary.get('max_mem_mb')} MB) -> {gpu_hours:.1f} GPU-hours for 25k x 16 (paper 45); inference "
-          f"{b.get('fps'):.2f} FPS, {b.get('memory_gb'):.2f} GB (paper 2.63 FPS, 10.2 GB) -> {dest}")
+          f"{b.get('fps'):.2f} FPS, {b.get('memory_gb'):.2f} GB (paper 2.63 FPS, 10.2 GB; fp32 classifier "
+          f"{inference['fp32']['fps']:.2f} FPS, bf16 + torch.compile {inference['bf16_compile']['fps']:.2f} FPS) "
+          f"-> {dest}")
     return 0
 
 

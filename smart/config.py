@@ -460,6 +460,7 @@ class EvalSettings:
     overlap_threshold: float = 0.8
     mask_threshold: float = 0.5
     batch_size: int = 16  # images per forward (images of one size are batched together)
+    bf16: bool = True  # CUDA: bf16 autocast through the CLIP classifier and the mask upsampling (CPU: fp32)
     oracle: str = "none"  # none | generator (GT masks as proposals) | classifier (GT labels by best overlap)
 
     def __post_init__(self):

@@ -225,6 +225,7 @@ class PredictSettings:
     test_size: tuple[int, int] = (800, 1333)  # (shortest side, longest side) of the generator's input
     top_k: int | None = None
     score_mode: str = "objectness"
+    bf16: bool = True  # CUDA: bf16 autocast through the classifier and mask upsampling (CPU: fp32)
 
     def __post_init__(self):
         from smart.config import EvalSettings
@@ -317,9 +318,7 @@ class Predictor:
             if settings.top_k is not None:
                 gen["top_k"] = settings.top_k
             proposals.use_settings(gen)
-        self.icfg = InferenceConfig(object_mask_threshold=settings.object_mask_threshold,
-                                    overlap_threshold=settings.overlap_threshold,
-                                    mask_threshold=settings.mask_threshold)
+        self.icfg = InferenceConfig.from_settings(settings)
         self.tasks = ("semantic", "panoptic") if settings.task == "panoptic" else ("semantic",)
         self.text = model.encode_text(vocab)  # once per vocabulary (memoised, and cached on disk)
 
@@ -351,6 +350,7 @@ class Predictor:
 
         from smart.io import bbox_of
         from smart.model.inference import postprocess
+        from smart.utils.perf import inference_autocast
 
         x = torch.stack([torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1) for im in images])  # (B, 3, H, W)
         x = x.to(self.device).float()
@@ -358,7 +358,8 @@ class Predictor:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 255)
         with torch.inference_mode():
             props = self.proposals(None, x)  # (B, Q, h, w) mask logits over each image
-            o = self.model(x, props, self.text)  # pred_logits (B, Q, K+1), pred_masks (B, Q, h, w)
+            with inference_autocast(x.device.type, self.settings.bf16):
+                o = self.model(x, props, self.text)  # pred_logits (B, Q, K+1), pred_masks (B, Q, h, w)
             res = postprocess(o, is_thing=self.vocab.thing_mask, output_sizes=size, tasks=self.tasks, cfg=self.icfg)
         results = []
         for im, r in zip(images, res):

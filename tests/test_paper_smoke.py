@@ -85,5 +85,13 @@ def test_gpu_paper_script_runs_on_cpu(tmp_path):
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     out = json.loads(res.read_text())
     assert out["device"] == "cpu" and out["train"]["step_seconds_median"] > 0
-    assert out["train"]["gpu_hours_25k_x16"] > 0 and out["inference"]["fps"] > 0
+    assert out["train"]["gpu_hours_25k_x16"] > 0
+    inf = out["inference"]
+    assert set(inf) == {"fp32", "bf16", "bf16_compile"}
+    for name, rec in inf.items():
+        assert rec["fps"] > 0 and rec["gflops_per_image"] > 0 and rec["achieved_tflops"] > 0, name
+        assert rec["autocast"] is None and rec["inference_precision"] == "fp32"  # eval.bf16 is for CUDA
+        assert rec["peak_fraction"] is None  # a CPU has no listed peak
+    assert inf["bf16_compile"]["compiled"] and not inf["bf16"]["compiled"]
+    assert inf["fp32"]["gflops_per_image"] == pytest.approx(inf["bf16"]["gflops_per_image"])
     assert yaml.safe_load((tmp_path / "w/params.yaml").read_text())["model"]["paper"]["image_size"] == 224

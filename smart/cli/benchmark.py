@@ -29,6 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="benchmark dataset (default: params.yaml report.table2.dataset)")
     p.add_argument("--images", type=int, default=None, help="timed images (default: report.table2.images)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up images before timing")
+    p.add_argument("--compile", action="store_true",
+                   help="run the classifier through torch.compile (compiled during warm-up; not the DAG's default)")
+    p.add_argument("--fp32", action="store_true", help="keep the classifier in float32 on CUDA (eval.bf16: false)")
+    p.add_argument("--cpu-bf16", action="store_true",
+                   help="bf16 autocast through the classifier on CPU too (eval.bf16 applies on CUDA only)")
 
 
 def run(args) -> int:
@@ -62,12 +67,13 @@ def run(args) -> int:
     proposals = generator_proposals(gcfg, state=gen_state, device=device, source=args.model,
                                     test_time=run_.test_time()).for_dataset(dataset)
     ds = Dataset.open(dataset, profile=profile, root=root)
-    icfg = InferenceConfig(object_mask_threshold=settings.object_mask_threshold,
-                           overlap_threshold=settings.overlap_threshold, mask_threshold=settings.mask_threshold)
+    icfg = InferenceConfig.from_settings(settings)
     log.info("benchmark %s seed %d on %s: %d warm-up + %d timed images, batch 1, device %s, %d threads",
              args.cell, args.seed, dataset, args.warmup, images, device, torch.get_num_threads())
     result = benchmark_model(model, ds, proposals=proposals, device=device, images=images, warmup=args.warmup,
-                             inference=icfg, generator_amp=bool(gcfg.get("amp", True)))
+                             inference=icfg, generator_amp=bool(gcfg.get("amp", True)),
+                             bf16=settings.bf16 and not args.fp32,
+                             cpu_bf16=args.cpu_bf16, compile=args.compile)
     record = {**result, "cell": args.cell, "seed": args.seed, "dataset": dataset, "profile": profile,
               "model": str(args.model), "iterations": meta.get("iteration"),
               "generator": {**{k: gcfg.get(k) for k in ("name", "backend", "pretrained")}, **proposals.settings},

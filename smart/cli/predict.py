@@ -48,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="generator input: shortest side, longest side (default: the profile's test size)")
     p.add_argument("--top-k", type=int, default=None, help="proposals per image (default: proposals.<profile>)")
     p.add_argument("--batch-size", type=int, default=None, help="images per forward (default: params.yaml eval)")
+    p.add_argument("--fp32", action="store_true",
+                   help="CUDA: keep the classifier in float32 (default: params.yaml eval.bf16; CPU runs are fp32)")
     p.add_argument("--text-cache", default=None,
                    help="folder caching text embeddings per vocabulary (default: $SMART_TEXT_CACHE, else "
                         "~/.cache/smart/text); 'none' to disable")
@@ -112,7 +114,8 @@ def run(args) -> int:
         overlap_threshold=ev["overlap_threshold"] if args.overlap_threshold is None else args.overlap_threshold,
         mask_threshold=ev["mask_threshold"] if args.mask_threshold is None else args.mask_threshold,
         batch_size=ev["batch_size"] if args.batch_size is None else args.batch_size,
-        test_size=test_size, top_k=pc.top_k if args.top_k is None else args.top_k, score_mode=pc.score_mode)
+        test_size=test_size, top_k=pc.top_k if args.top_k is None else args.top_k, score_mode=pc.score_mode,
+        bf16=ev["bf16"] and not args.fp32)
     if settings.top_k is not None and settings.top_k < 1:
         raise InputError(f"must be >= 1, got {settings.top_k}", field="--top-k")
 

@@ -49,7 +49,7 @@ def run(args) -> int:
         for title, cell in columns.items():
             settings = PredictSettings(task="panoptic", object_mask_threshold=ev["object_mask_threshold"],
                                        overlap_threshold=ev["overlap_threshold"], mask_threshold=ev["mask_threshold"],
-                                       batch_size=1)
+                                       batch_size=1, bf16=ev["bf16"])
             ckpt = P.train_outputs(cell.model_cell, cell.seeds[0])["model"]
             models[f"{title} ({cell.name})"], _ = load_predictor(ckpt, exp=exp, vocab=vocab, settings=settings,
                                                                   device=device, dataset=name,

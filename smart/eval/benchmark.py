@@ -31,6 +31,13 @@ Memory (GB = 2**30 bytes):
   ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` before / after is used — the peak of the whole
   process life (``rss_peak_scope = "process"``), whose growth reads 0 when warm-up already reached it.
 
+**Work per image** (``gflops_per_image``): one extra untimed image (the first) runs under
+``torch.utils.flop_counter.FlopCounterMode``, which counts the floating-point operations of every
+matmul, convolution and attention kernel from their shapes (2 per multiply-add; elementwise ops are
+not counted) through generator, classifier and post-processing. ``gflops_per_image × fps`` is the
+achieved rate that Table 2 sets against the device's peak (``smart/report/device_peaks.yaml``).
+Precision: ``autocast`` names the parts that ran in bfloat16 (params.yaml ``eval.bf16``, CUDA).
+
 The result also records the device (CUDA device name, or the CPU model of ``/proc/cpuinfo``), the
 torch intra-op threads and the dtypes, so that numbers from different machines are not mixed up.
 """
@@ -46,8 +53,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from smart.errors import InputError
+from smart.utils.perf import inference_autocast
 
 __all__ = ["GB", "benchmark_model", "cpu_model_name", "device_name", "peak_rss_bytes", "reset_peak_rss"]
 
@@ -142,7 +151,8 @@ def benchmark_model(model: torch.nn.Module, dataset: Any, *,
                     proposals: Callable[[list[dict], torch.Tensor], torch.Tensor],
                     device: torch.device | str = "cpu", images: int = 100, warmup: int = 5,
                     inference: Any = None, tasks: Sequence[str] | None = None,
-                    generator_amp: bool = True) -> dict[str, Any]:
+                    generator_amp: bool = True, bf16: bool = True, cpu_bf16: bool = False,
+                    compile: bool = False) -> dict[str, Any]:
     """Time end-to-end inference of a SMART model at batch size 1 (see the module docstring).
 
     Args:
@@ -158,10 +168,15 @@ def benchmark_model(model: torch.nn.Module, dataset: Any, *,
         tasks: post-processing tasks; default semantic and/or panoptic, by what the dataset has.
         generator_amp: whether the generator runs under bf16 autocast on CUDA (its config's ``amp``;
             recorded only).
+        bf16: bf16 autocast through the classifier on CUDA (params.yaml ``eval.bf16``); the mask
+            upsampling follows ``inference.amp``.
+        cpu_bf16: apply the classifier's bf16 autocast on CPU too (a measurement option).
+        compile: run the classifier through ``torch.compile`` (compiled during warm-up, which must be ≥ 1).
 
     Returns:
         ``fps``, ``seconds`` (timed total), ``images``, ``warmup``, ``memory_gb``, ``memory_kind``,
         ``peak_rss_gb``, ``ms_generator``, ``ms_classifier``, ``ms_postprocess``, ``ms_total``,
+        ``gflops_per_image``, ``compiled``,
         ``device``, ``device_type``, ``threads``, ``dtype``, ``autocast``, ``tasks``,
         ``image_size_mean`` ([H, W]) and, on CPU, ``rss_start_gb`` and ``rss_peak_scope``.
     """
@@ -181,8 +196,13 @@ def benchmark_model(model: torch.nn.Module, dataset: Any, *,
     tasks = tuple(tasks) if tasks is not None else _tasks(dataset)
     is_thing = dataset.vocab.thing_mask if "panoptic" in tasks else None
     text = model.encode_text(dataset.vocab)  # once per vocabulary (frozen text tower): not timed
+    classifier_bf16 = bf16 and (device.type == "cuda" or cpu_bf16)
+    autocast = inference_autocast(device.type, bf16, cpu=cpu_bf16)
+    if compile and warmup < 1:
+        raise InputError("torch.compile compiles on the first image: use at least one warm-up image", field="warmup")
+    forward = torch.compile(model) if compile else model
 
-    def one(i: int, times: list[float] | None) -> tuple[int, int]:
+    def one(i: int, times: list[float] | None, fwd: Callable = forward) -> tuple[int, int]:  # one image
         image = _image(dataset, i % n_data)  # decoding: not timed
         H, W = image.shape[:2]
         batch = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None]  # (1, 3, H, W) uint8
@@ -192,7 +212,8 @@ def benchmark_model(model: torch.nn.Module, dataset: Any, *,
         props = proposals([{"image_id": i}], x)  # (1, Q, h, w)
         _sync(device)
         t1 = time.perf_counter()
-        out = model(x, props.to(device), text)  # pred_logits (1, Q, K+1), pred_masks (1, Q, h, w)
+        with autocast:
+            out = fwd(x, props.to(device), text)  # pred_logits (1, Q, K+1), pred_masks (1, Q, h, w)
         _sync(device)
         t2 = time.perf_counter()
         postprocess(out, is_thing=is_thing, output_sizes=(H, W), tasks=tasks, cfg=icfg)
@@ -202,6 +223,10 @@ def benchmark_model(model: torch.nn.Module, dataset: Any, *,
             times.extend((t1 - t0, t2 - t1, t3 - t2))
         return H, W
 
+    counter = FlopCounterMode(display=False)
+    with counter:  # the work of one image (untimed): generator + classifier + post-processing
+        one(0, None, model)  # eager: the compiled graph is built in warm-up
+    gflops = counter.get_total_flops() / 1e9
     for i in range(warmup):
         one(i, None)
 
@@ -228,8 +253,10 @@ def benchmark_model(model: torch.nn.Module, dataset: Any, *,
     stages = np.asarray(times, dtype=np.float64).reshape(images, 3)  # seconds per (image, stage)
     seconds = float(stages.sum())
     param = next(model.parameters(), None)
-    bf16 = [name for name, on in (("generator", generator_amp), ("mask upsampling", icfg.amp)) if on]
-    autocast = f"bfloat16 ({', '.join(bf16)})" if device.type == "cuda" and bf16 else None  # CUDA only
+    cuda = device.type == "cuda"
+    amp_parts = [name for name, on in (("generator", generator_amp and cuda), ("classifier", classifier_bf16),
+                                       ("mask upsampling", icfg.amp and cuda)) if on]
+    autocast_used = f"bfloat16 ({', '.join(amp_parts)})" if amp_parts else None
     return {
         "fps": images / seconds if seconds > 0 else float("inf"),
         "seconds": seconds,
@@ -240,11 +267,13 @@ def benchmark_model(model: torch.nn.Module, dataset: Any, *,
         "ms_classifier": 1000.0 * float(stages[:, 1].mean()),
         "ms_postprocess": 1000.0 * float(stages[:, 2].mean()),
         "ms_total": 1000.0 * seconds / images,
+        "gflops_per_image": gflops,
         "device": device_name(device),
         "device_type": device.type,
         "threads": torch.get_num_threads(),
         "dtype": str(param.dtype).removeprefix("torch.") if param is not None else None,
-        "autocast": autocast,
+        "autocast": autocast_used,
+        "compiled": bool(compile),
         "tasks": list(tasks),
         "batch_size": 1,
         "image_size_mean": [float(np.mean([s[0] for s in sizes])), float(np.mean([s[1] for s in sizes]))],

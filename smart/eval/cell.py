@@ -102,6 +102,7 @@ def evaluate_model(model: torch.nn.Module, dataset: Any, *, settings: EvalSettin
     from smart.model.inference import InferenceConfig, panoptic_for_eval, postprocess, semantic_for_eval
     from smart.model.mask_generator import OracleMaskGenerator, oracle_classifier_logits
     from smart.utils.logging import progress
+    from smart.utils.perf import inference_autocast
 
     vocab = dataset.vocab
     K = len(vocab)
@@ -116,10 +117,10 @@ def evaluate_model(model: torch.nn.Module, dataset: Any, *, settings: EvalSettin
     has_sem = task == "semantic" or bool(dataset.spec.semseg_dir)
     if has_sem:
         sem = SemSegAccumulator(K, dataset.ignore_label, class_names=vocab.names)
-    icfg = InferenceConfig(object_mask_threshold=settings.object_mask_threshold,
-                           overlap_threshold=settings.overlap_threshold, mask_threshold=settings.mask_threshold)
+    icfg = InferenceConfig.from_settings(settings)
     tasks = tuple(t for t, on in (("semantic", has_sem), ("panoptic", pan is not None)) if on)
     text = model.encode_text(vocab)  # once: the text tower is frozen at evaluation
+    autocast = inference_autocast(torch.device(device).type, settings.bf16)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     oracle_gen = None
     t0 = time.perf_counter()
@@ -139,7 +140,8 @@ def evaluate_model(model: torch.nn.Module, dataset: Any, *, settings: EvalSettin
             props = oracle_gen(targets)["mask_logits"]  # (B, Q, H, W) ±20 inside / outside each GT mask
         else:
             props = proposals(samples, images)  # (B, Q, h, w)
-        out = model(images, props.to(device), text)  # pred_logits (B, Q, K+1), pred_masks (B, Q, h, w)
+        with autocast:  # bf16 through the classifier on CUDA (settings.bf16); fp32 on CPU
+            out = model(images, props.to(device), text)  # pred_logits (B, Q, K+1), pred_masks (B, Q, h, w)
         if settings.oracle == "classifier":
             out = dict(out)
             out["pred_logits"] = oracle_classifier_logits(props.to(device), [

@@ -33,12 +33,11 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing as mp
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -529,11 +528,6 @@ def _eval_task(task: tuple) -> Any:
         return ("InputError", exc.message, exc.path, exc.field)
 
 
-def pool_context():
-    methods = mp.get_all_start_methods()
-    return mp.get_context("fork" if "fork" in methods else "spawn")
-
-
 def evaluate_panoptic_files(gt_json: str | Path, pred_json: str | Path, gt_dir: str | Path | None = None,
                             pred_dir: str | Path | None = None, *, workers: int = 1, strict: bool = True,
                             show_progress: bool = True) -> dict:
@@ -542,6 +536,7 @@ def evaluate_panoptic_files(gt_json: str | Path, pred_json: str | Path, gt_dir: 
     Folders default to the JSON path without ``.json`` (panopticapi's convention).
     """
     from smart.utils.logging import progress
+    from smart.utils.parallel import worker_map
 
     gt_json, pred_json = Path(gt_json), Path(pred_json)
     gt_dir = Path(gt_dir) if gt_dir is not None else _default_folder(gt_json)
@@ -560,23 +555,13 @@ def evaluate_panoptic_files(gt_json: str | Path, pred_json: str | Path, gt_dir: 
               p["segments_info"]) for g, p in pairs]
     t0 = time.perf_counter()
     workers = max(1, min(int(workers), len(tasks) or 1))
-    if workers == 1:
-        _init_worker(acc.categories, strict)
-        results: Iterable = map(_eval_task, tasks)
-        pool = None
-    else:
-        pool = pool_context().Pool(workers, initializer=_init_worker, initargs=(acc.categories, strict))
-        results = pool.imap(_eval_task, tasks, chunksize=max(1, min(32, len(tasks) // (4 * workers))))
-    try:
-        bar = progress(results, total=len(tasks), desc="PQ", unit="img", disable=not show_progress or None)
-        for r in bar:
+    chunk = max(1, min(32, len(tasks) // (4 * workers)))
+    with worker_map(_eval_task, tasks, workers=workers, chunksize=chunk, initializer=_init_worker,
+                    initargs=(acc.categories, strict)) as results:
+        for r in progress(results, total=len(tasks), desc="PQ", unit="img", disable=not show_progress or None):
             if isinstance(r, tuple):
                 raise InputError(r[1], path=r[2], field=r[3])
             acc.add_stats(r)
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     dt = time.perf_counter() - t0
     out = acc.summary()
     out["inputs"] = {"gt_json": str(gt_json), "gt_dir": str(gt_dir), "pred_json": str(pred_json),

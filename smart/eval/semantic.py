@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -219,8 +219,8 @@ def evaluate_semantic_files(gt_dir: str | Path, pred_dir: str | Path, num_classe
                             *, class_names: Sequence[str] | None = None, workers: int = 1,
                             strict: bool = True, show_progress: bool = True) -> dict:
     """detectron2 semantic metrics of the label maps in ``pred_dir`` against those in ``gt_dir``."""
-    from smart.eval.panoptic import pool_context
     from smart.utils.logging import progress
+    from smart.utils.parallel import worker_map
 
     acc = SemSegAccumulator(num_classes, ignore_label, class_names)
     pairs = pair_label_maps(gt_dir, pred_dir, strict=strict)
@@ -229,23 +229,13 @@ def evaluate_semantic_files(gt_dir: str | Path, pred_dir: str | Path, num_classe
     k, ignore = acc.num_classes, acc.ignore_label
     chunks: list = [(pairs[i:i + size], k, ignore) for i in range(0, len(pairs), size)]
     t0 = time.perf_counter()
-    pool = None
-    if workers == 1 or len(chunks) == 1:
-        results: Iterable = map(_conf_chunk, chunks)
-    else:
-        pool = pool_context().Pool(min(workers, len(chunks)))
-        results = pool.imap_unordered(_conf_chunk, chunks)
-    try:
-        with progress(total=len(pairs), desc="mIoU", unit="img", disable=not show_progress or None) as bar:
-            for r in results:
-                if len(r) == 4:
-                    raise InputError(r[1], path=r[2], field=r[3])
-                acc.add_confusion(r[0], r[1])
-                bar.update(r[1])
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    with worker_map(_conf_chunk, chunks, workers=min(workers, len(chunks))) as results, \
+            progress(total=len(pairs), desc="mIoU", unit="img", disable=not show_progress or None) as bar:
+        for r in results:
+            if len(r) == 4:
+                raise InputError(r[1], path=r[2], field=r[3])
+            acc.add_confusion(r[0], r[1])
+            bar.update(r[1])
     dt = time.perf_counter() - t0
     out = acc.summary()
     out["inputs"] = {"gt_dir": str(gt_dir), "pred_dir": str(pred_dir)}

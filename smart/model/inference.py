@@ -62,6 +62,12 @@ class InferenceConfig:
     mask_threshold: float = 0.5  # sigmoid threshold of a query's mask
     amp: bool = True  # bf16 mask upsampling on CUDA (ignored on CPU)
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> InferenceConfig:
+        """The post-processing part of an ``EvalSettings`` / ``PredictSettings`` (``bf16`` → ``amp``)."""
+        return cls(object_mask_threshold=settings.object_mask_threshold, overlap_threshold=settings.overlap_threshold,
+                   mask_threshold=settings.mask_threshold, amp=settings.bf16)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

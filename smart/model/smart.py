@@ -281,7 +281,7 @@ def build_model(cfg: SmartModelConfig | dict, *, device: str | torch.device | No
     tokenizer = None if meta else open_clip.get_tokenizer(cfg.clip_model)
     model = SmartModel(classifier=classifier, adapter=adapter, text_classifier=text_classifier, config=cfg,
                        tokenizer=tokenizer, text_cache_dir=text_cache_dir)
-    if device is not None and not meta:
-        model.to(device)
+    if device is not None:
+        model.to(device)  # on "meta" this moves the constant buffers (pixel mean / std) too
     return model
 

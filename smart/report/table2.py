@@ -9,6 +9,13 @@ ADE150 PQ / mIoU):
   (``cuda_max_allocated``, or on CPU ``cpu_peak_rss_process``: the peak resident memory of the whole
   benchmark process, Python and torch included — the growth over the timed loop alone is ~0 once
   warm-up has allocated the buffers);
+* ``inference_precision`` — ``bf16`` when the benchmark ran the classifier under bf16 autocast
+  (params.yaml ``eval.bf16`` on CUDA), else ``fp32``;
+* ``gflops_per_image`` — the benchmark's count of one image's floating-point work (matmuls,
+  convolutions, attention; generator + classifier + post-processing); ``achieved_tflops`` =
+  ``gflops_per_image × fps / 1000``; ``peak_fraction`` = ``achieved_tflops`` / the GPU's dense peak at
+  that precision (:func:`device_peak`, ``smart/report/device_peaks.yaml`` with its source). Empty on
+  CPUs and on GPUs the file does not list;
 * ``train_gpu_hours`` — mean over the cell's seeds of ``train_seconds × world_size / 3600`` from
   ``<train_dir>/<cell>/s<seed>/summary.json.run.json`` (the run record), filled only when the training ran on CUDA (``device``
   of the ``config.json`` next to the summary). A run on CPU (or of unknown device) puts the number
@@ -36,15 +43,16 @@ from smart.errors import InputError
 from smart.provenance import read_run_record
 from smart.report.collect import Stat, cell_metric, cell_summary, read_json_or_none
 
-__all__ = ["COLUMNS", "build_table2", "caption"]
+__all__ = ["COLUMNS", "build_table2", "caption", "device_peak", "efficiency"]
 
 DATASET = "ade150"  # Table 2's accuracy columns
 PAPER_METHOD = "SMART-SwinB"  # the paper row the reproduced cell stands for
-DECIMALS = {"fps": 2, "inference_memory_gb": 2, "train_gpu_hours": 1, "train_device_hours": 3}
+DECIMALS = {"fps": 2, "inference_memory_gb": 2, "gflops_per_image": 1, "achieved_tflops": 3, "peak_fraction": 3, "train_gpu_hours": 1, "train_device_hours": 3}
 COLUMNS = ["method", "source", "profile", "seeds", "inference_device", "fps", "inference_memory_gb", "memory_kind",
+           "inference_precision", "gflops_per_image", "achieved_tflops", "peak_fraction",
            "train_device", "train_gpu_hours", "train_device_hours", "train_iterations_k",
            "ade150_PQ", "ade150_PQ_std", "ade150_mIoU", "ade150_mIoU_std", "delta_ade150_PQ", "delta_ade150_mIoU"]
-NUMERIC = ["fps", "inference_memory_gb", "train_gpu_hours", "train_device_hours", "train_iterations_k",
+NUMERIC = ["fps", "inference_memory_gb", "gflops_per_image", "achieved_tflops", "peak_fraction", "train_gpu_hours", "train_device_hours", "train_iterations_k",
            "ade150_PQ", "ade150_PQ_std", "ade150_mIoU", "ade150_mIoU_std", "delta_ade150_PQ", "delta_ade150_mIoU"]
 
 
@@ -65,6 +73,32 @@ def _paper_rows() -> list[dict[str, Any]]:
                      "inference_device": "GPU (not named)", "train_device": "GPU (not named)",
                      **dict(zip(t["columns"], r["values"]))})
     return rows
+
+
+def device_peak(device_name: str | None, precision: str) -> tuple[str, float] | None:
+    """(GPU model, dense peak TFLOP/s at ``precision`` = ``bf16`` | ``fp32``) of a CUDA device name, or None."""
+    from importlib import resources
+
+    import yaml
+
+    if not device_name:
+        return None
+    with resources.as_file(resources.files("smart.report").joinpath("device_peaks.yaml")) as p:
+        devices = yaml.safe_load(Path(p).read_text())["devices"]
+    for d in devices:
+        if d["match"].lower() in device_name.lower():
+            return d["name"], float(d[precision])
+    return None
+
+
+def efficiency(bench: dict) -> dict[str, Any]:
+    """Precision, work per image, achieved TFLOP/s and the fraction of the GPU's peak of a benchmark record."""
+    precision = "bf16" if "classifier" in str(bench.get("autocast") or "") else "fp32"
+    gflops, fps = bench.get("gflops_per_image"), bench.get("fps")
+    achieved = gflops * fps / 1000.0 if gflops is not None and fps is not None else None
+    peak = device_peak(bench.get("device"), precision) if bench.get("device_type") == "cuda" else None
+    return {"inference_precision": precision, "gflops_per_image": gflops, "achieved_tflops": achieved,
+            "peak_fraction": achieved / peak[1] if achieved is not None and peak is not None else None}
 
 
 def _params(params: dict | str | Path) -> dict:
@@ -154,7 +188,7 @@ def build_table2(*, params: dict | str | Path, benchmark_json: str | Path | None
         # alone is ~0 once warm-up has allocated the buffers
         row.update(fps=bench.get("fps"), inference_memory_gb=bench.get("peak_rss_gb" if cpu else "memory_gb"),
                    memory_kind="cpu_peak_rss_process" if cpu else bench.get("memory_kind"),
-                   inference_device=_inference_device(bench))
+                   inference_device=_inference_device(bench), **efficiency(bench))
 
     device, hours, on_gpu = _train_device(train_dir, cell, seeds)
     train_hours = Stat.of(hours).mean

@@ -141,3 +141,53 @@ def test_cli_writes_the_benchmark_record(root, tmp_path, capsys):
                "--root", str(root), "--out", str(out)])
     assert rc == 2
     assert "seed 99" in capsys.readouterr().err
+
+
+def test_benchmark_counts_the_work_of_every_stage(root, parts):
+    """gflops_per_image = generator + classifier + post-processing work of one image, counted by shapes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from smart.eval.benchmark import _image, benchmark_model
+    from smart.model.inference import postprocess
+
+    model, props = parts
+    ds = _ade150(root)
+    r = benchmark_model(model, ds, proposals=props, device="cpu", images=1, warmup=0)
+    x = torch.from_numpy(_image(ds, 0).copy()).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+    text = model.encode_text(ds.vocab)
+    counts = []
+    for step in ("generator", "classifier", "post"):
+        c = FlopCounterMode(display=False)
+        with torch.no_grad(), c:
+            if step == "generator":
+                p = props([{"image_id": 0}], x)
+            elif step == "classifier":
+                out = model(x, p, text)
+            else:
+                postprocess(out, is_thing=ds.vocab.thing_mask, output_sizes=x.shape[-2:],
+                            tasks=("semantic", "panoptic"))
+        counts.append(c.get_total_flops() / 1e9)
+    assert min(counts) > 0  # each stage does counted work
+    assert r["gflops_per_image"] == pytest.approx(sum(counts), rel=1e-9)
+    assert r["compiled"] is False
+
+
+def test_benchmark_bf16_classifier_on_cpu_when_asked(root, parts):
+    from smart.eval.benchmark import benchmark_model
+
+    model, props = parts
+    dtypes = set()
+    hook = model.classifier.clip.visual.transformer.resblocks[0].mlp.c_fc.register_forward_hook(
+        lambda m, i, o: dtypes.add(o.dtype))
+    try:
+        r = benchmark_model(model, _ade150(root), proposals=props, device="cpu", images=1, warmup=0)
+        assert r["autocast"] is None and dtypes == {torch.float32}  # eval.bf16 is for CUDA: CPU stays fp32
+        dtypes.clear()
+        r = benchmark_model(model, _ade150(root), proposals=props, device="cpu", images=1, warmup=0, cpu_bf16=True)
+        assert r["autocast"] == "bfloat16 (classifier)" and dtypes == {torch.bfloat16}
+        dtypes.clear()
+        r = benchmark_model(model, _ade150(root), proposals=props, device="cpu", images=1, warmup=0, cpu_bf16=True,
+                            bf16=False)
+        assert r["autocast"] is None and dtypes == {torch.float32}
+    finally:
+        hook.remove()

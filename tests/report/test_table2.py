@@ -114,3 +114,42 @@ def test_main_writes_csv_md_tex(tmp_path):
     assert md.startswith(paper_numbers()["table2"]["caption"])
     assert "28.0 ± 1.0" in md and "36.0 ± 1.0" in md  # mean ± std over the three seeds
     assert "\\begin{tabular}" in (tmp_path / "out" / "table2.tex").read_text()
+
+
+def test_efficiency_columns_from_the_benchmark_record(tmp_path):
+    bench, train, metrics = _grid(tmp_path)
+    _write(bench, {**BENCH, "gflops_per_image": 40.0})
+    ours = _ours(build_table2(params=PARAMS, benchmark_json=bench, train_dir=train, metrics_dir=metrics,
+                              profile="mini"))
+    assert ours["inference_precision"] == "fp32" and ours["gflops_per_image"] == 40.0
+    assert ours["achieved_tflops"] == pytest.approx(40.0 * 23.5 / 1000)
+    assert math.isnan(ours["peak_fraction"])  # a CPU has no listed peak
+    # an H100 SXM running the classifier in bf16: the fraction of its 989.5 TFLOP/s dense bf16 peak
+    gpu = {**BENCH, "gflops_per_image": 4000.0, "fps": 20.0, "device": "NVIDIA H100 80GB HBM3",
+           "device_type": "cuda", "memory_kind": "cuda_max_allocated", "autocast": "bfloat16 (generator, classifier)"}
+    _write(bench, gpu)
+    ours = _ours(build_table2(params=PARAMS, benchmark_json=bench, train_dir=train, metrics_dir=metrics,
+                              profile="paper"))
+    assert ours["inference_precision"] == "bf16" and ours["achieved_tflops"] == pytest.approx(80.0)
+    assert ours["peak_fraction"] == pytest.approx(80.0 / 989.5)
+    _write(bench, {**gpu, "autocast": "bfloat16 (generator, mask upsampling)"})  # eval.bf16: false
+    ours = _ours(build_table2(params=PARAMS, benchmark_json=bench, train_dir=train, metrics_dir=metrics,
+                              profile="paper"))
+    assert ours["inference_precision"] == "fp32" and ours["peak_fraction"] == pytest.approx(80.0 / 67.0)
+    _write(bench, {**gpu, "device": "Some Future GPU"})  # not listed: no fraction
+    ours = _ours(build_table2(params=PARAMS, benchmark_json=bench, train_dir=train, metrics_dir=metrics,
+                              profile="paper"))
+    assert ours["achieved_tflops"] == pytest.approx(80.0) and math.isnan(ours["peak_fraction"])
+
+
+@pytest.mark.parametrize("name, precision, expected", [
+    ("NVIDIA H100 PCIe", "bf16", ("H100 PCIe", 756.5)),
+    ("NVIDIA H100 80GB HBM3", "bf16", ("H100 SXM", 989.5)),
+    ("NVIDIA H200", "fp32", ("H200 SXM", 67.0)),
+    ("NVIDIA A100-SXM4-80GB", "bf16", ("A100", 312.0)),
+    ("Intel(R) Xeon(R)", "bf16", None),
+])
+def test_device_peak(name, precision, expected):
+    from smart.report.table2 import device_peak
+
+    assert device_peak(name, precision) == expected
