@@ -598,6 +598,8 @@ def check_report(params: dict, *, source: str | Path | None = None) -> dict:
                                   field=f"report.table3.{part}.{setting}")
             cell(c, f"report.table3.{part}.{setting}")
     cell(rep["table4"].get("cell"), "report.table4.cell")
+    for i, c in enumerate(rep["table4"].get("compare") or []):
+        cell(c, f"report.table4.compare[{i}]")
     for d in rep["table4"].get("datasets") or []:
         if d not in REFER_DATASETS:
             raise ConfigError(f"unknown referring dataset {d!r}", path=source, field="report.table4.datasets")

@@ -343,8 +343,7 @@ def build_stages(exp: Experiment) -> list[Stage]:
                   params=("report.table2", f"proposals.{prof}") + cell_params[bcell],
                   code=("smart/eval", "smart/model", "smart/data/sources.py"),
                   log=P.log("benchmark", bcell), gpu=gpu))
-    rcell = rep["table4"]["cell"]
-    if rcell in exp.cells:
+    for rcell in table4_cells(exp):  # Table 4: the reported cell, then the tuning choices it is compared with
         cell = exp.cell(rcell)
         ready = sorted({f for d in rep["table4"]["datasets"] for f in dataset_ready(exp, d)})
         for seed in cell.seeds:
@@ -413,6 +412,12 @@ def build_stages(exp: Experiment) -> list[Stage]:
 
 
 # ------------------------------------------------------------------------------------------ reports
+def table4_cells(exp: Experiment) -> list[str]:
+    """Table 4's cells that run in this profile: ``report.table4.cell``, then ``report.table4.compare``."""
+    t4 = exp.report["table4"]
+    return [c for c in dict.fromkeys([t4["cell"], *(t4.get("compare") or [])]) if c in exp.cells]
+
+
 def report_cells(exp: Experiment, what: str) -> list[str]:
     """The cells whose results a table or figure reads (paper-only cells drop out of the mini profile)."""
     rep = exp.report
@@ -427,7 +432,7 @@ def report_cells(exp: Experiment, what: str) -> list[str]:
     elif what == "fig6":
         names = [c for part in rep["fig6"].values() for c in part]
     elif what == "table4":
-        names = [rep["table4"]["cell"]]
+        names = table4_cells(exp)
     else:
         raise KeyError(what)
     return [c for c in dict.fromkeys(names) if c in exp.cells]
@@ -442,8 +447,7 @@ def cell_metrics(exp: Experiment, cell: str) -> list[str]:
 def report_inputs(exp: Experiment, what: str) -> list[str]:
     """Files a table or figure is built from."""
     if what == "table4":
-        cell = exp.report["table4"]["cell"]
-        return [P.refer_metrics(cell, s) for s in exp.cell(cell).seeds] if cell in exp.cells else []
+        return [P.refer_metrics(c, s) for c in table4_cells(exp) for s in exp.cell(c).seeds]
     if what == P.USER_TABLE:
         return [P.metrics_file(c, s, d) for c in exp.user_cells() for s in exp.cell(c).seeds
                 for d in exp.cell(c).datasets if d in exp.user_datasets]

@@ -20,8 +20,9 @@ def test_check_dataset_writes_statistics(mini_root, tmp_path):
     out = tmp_path / "ade150.json"
     assert main(["check-dataset", "ade150", "--root", str(mini_root), "--out", str(out)]) == 0
     stats = json.loads(out.read_text())
-    assert stats["images"] == 12 and stats["num_classes"] == 24
+    assert stats["images"] == 12 and stats["num_classes"] == 30
     assert stats["held_out_classes_present"]
+    assert set(stats["novel_attribute_classes_present"]) <= set(stats["held_out_classes_present"])
     assert 0 < stats["ignored_pixel_fraction"] < 0.5
 
 

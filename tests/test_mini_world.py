@@ -11,6 +11,8 @@ from PIL import Image
 from smart.data.mini.generate import benchmark_vocabularies, generate
 from smart.data.mini.world import (
     DOMAINS,
+    GROUPS,
+    NOVEL_ATTRIBUTES,
     STUFF_FAMILIES,
     STUFF_TEXTURES,
     THING_COLOURS,
@@ -24,22 +26,30 @@ from smart.data.registry import Dataset
 
 U = build_universe()
 HELD_OUT = {c.name for c in U if not c.seen_in_coco}
+NOVEL_ATTR = {c.name for c in U if c.group == "novel_attribute"}
 
 
 def test_universe_is_attribute_product_with_unique_names():
-    assert len(U) == 48 and sum(c.isthing for c in U) == 24
+    assert len(U) == 63 and sum(c.isthing for c in U) == 35  # 5 patterns x 7 colours, 7 textures x 4 families
     synonyms = [s for c in U for s in c.synonyms]
     assert len(synonyms) == len(set(synonyms)), "a synonym names two classes"
-    assert len({c.name for c in U}) == 48
+    assert len({c.name for c in U}) == 63
 
 
-def test_seen_split_covers_every_attribute_but_not_every_combination():
-    seen = [c for c in U if c.seen_in_coco]
-    assert len(seen) == 24 and len(HELD_OUT) == 24
-    things = [c for c in seen if c.isthing]
-    stuff = [c for c in seen if not c.isthing]
-    assert {c.a for c in things} == set(THING_PATTERNS) and {c.b for c in things} == set(THING_COLOURS)
-    assert {c.a for c in stuff} == set(STUFF_TEXTURES) and {c.b for c in stuff} == set(STUFF_FAMILIES)
+def test_groups_seen_novel_combinations_and_novel_attributes():
+    by = {g: [c for c in U if c.group == g] for g in GROUPS}
+    assert [len(by[g]) for g in GROUPS] == [24, 24, 15]
+    assert HELD_OUT == {c.name for g in ("novel_combination", "novel_attribute") for c in by[g]}
+    # the seen classes show every base attribute, never a novel one
+    base_patterns, base_colours = set(THING_PATTERNS) - NOVEL_ATTRIBUTES, set(THING_COLOURS) - NOVEL_ATTRIBUTES
+    things = [c for c in by["seen"] if c.isthing]
+    stuff = [c for c in by["seen"] if not c.isthing]
+    assert {c.a for c in things} == base_patterns and {c.b for c in things} == base_colours
+    assert {c.a for c in stuff} == set(STUFF_TEXTURES) - NOVEL_ATTRIBUTES and {c.b for c in stuff} == set(STUFF_FAMILIES)
+    # novel combinations: base attributes only; novel attributes: exactly the classes with one
+    assert all(c.a not in NOVEL_ATTRIBUTES and c.b not in NOVEL_ATTRIBUTES for c in by["novel_combination"])
+    assert {c.name for c in by["novel_attribute"]} == {c.name for c in U if {c.a, c.b} & NOVEL_ATTRIBUTES}
+    assert NOVEL_ATTRIBUTES <= set(THING_COLOURS) | set(THING_PATTERNS) | set(STUFF_TEXTURES)
 
 
 def test_vocabularies_nest_and_hold_out():
@@ -49,9 +59,9 @@ def test_vocabularies_nest_and_hold_out():
     assert idx["ade20k_150"] <= idx["ade20k_847"] and idx["pascal_ctx_59"] <= idx["pascal_ctx_459"]
     assert len(idx["ade20k_847"]) > len(idx["ade20k_150"]) and len(idx["pascal_ctx_459"]) > len(idx["pascal_ctx_59"])
     for key in ("ade20k_150", "ade20k_847", "mapillary_vistas", "pascal_ctx_59", "pascal_ctx_459"):
-        names = {c.name for c in v[key]}
-        assert names & HELD_OUT, key
-        assert names - HELD_OUT, key
+        groups = {c.group for c in v[key]}
+        assert groups == set(GROUPS), key  # every evaluation vocabulary has all three groups
+        assert {c.group for c in v[key] if c.isthing} == set(GROUPS), key
     assert benchmark_vocabularies(0) == v  # deterministic
 
 
@@ -69,6 +79,40 @@ def test_held_out_classes_never_occur_in_coco_training_split(mini_root):
     assert not {c.name for c in ds.vocab} & HELD_OUT
 
 
+def test_every_training_pixel_is_of_a_seen_class_without_a_novel_attribute(mini_root):
+    """Each pixel of the COCO-like training split: VOID, or a segment whose class is seen and has no
+    novel attribute (white, ringed, wavy), read from the panoptic PNG and its segments_info."""
+    from smart.data.mini.groups import groups_by_name
+
+    groups = groups_by_name(mini_root)
+    ds = Dataset.open("coco_train", root=mini_root)
+    for i in range(len(ds)):
+        s = ds[i]
+        ids = np.asarray(s["pan_ids"])  # (H, W) segment id per pixel, 0 = VOID
+        cls = {seg["id"]: ds.vocab[seg["train_id"]].name for seg in s["segments_info"]}
+        for sid in np.unique(ids):
+            if sid == 0:
+                continue
+            name = cls[int(sid)]
+            assert groups[name] == "seen" and name not in NOVEL_ATTR, (s["image_id"], name)
+            assert not set(name.split()) & NOVEL_ATTRIBUTES
+
+
+def test_novel_attributes_are_in_the_caption_corpus_and_the_benchmarks(mini_root):
+    words = set()
+    for shard in sorted((Path(mini_root) / "captions").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if m.name.endswith(".txt"):
+                    words |= set(tar.extractfile(m).read().decode().replace(",", " ").replace(".", " ").split())
+    assert NOVEL_ATTRIBUTES <= words  # the mini CLIP reads them in captions
+    for name in ("ade150", "ade847"):
+        ds = Dataset.open(name, root=mini_root)
+        present = {ds.vocab[int(t)].name for i in range(len(ds)) for t in np.unique(ds[i]["sem_seg"])
+                   if t != ds.ignore_label}
+        assert present & NOVEL_ATTR, name
+
+
 @pytest.mark.parametrize("name", ["ade150", "ade847", "mapillary", "pc59", "pc459"])
 def test_evaluation_sets_contain_held_out_classes(mini_root, name):
     ds = Dataset.open(name, root=mini_root)
@@ -77,6 +121,7 @@ def test_evaluation_sets_contain_held_out_classes(mini_root, name):
         sem = ds[i]["sem_seg"]
         present |= {ds.vocab[int(t)].name for t in np.unique(sem) if t != ds.ignore_label}
     assert present & HELD_OUT
+    assert present & NOVEL_ATTR
 
 
 def _digest(root: Path, sub: str) -> str:

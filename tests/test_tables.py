@@ -70,6 +70,51 @@ def test_table3_rows_follow_params_and_skip_paper_only_cells(tmp_path):
     assert list(d["cell"]) == ["frozen", "table3d_sma", "smart"] and list(d["paper_PQ"]) == [9.6, 18.9, 27.5]
 
 
+def test_table3_group_columns_and_the_interpretation_part(tmp_path):
+    params = load_params("params.yaml")
+    m = tmp_path / "metrics"
+    for seed, pq in ((0, 20.0), (1, 22.0), (2, 24.0)):
+        _write(m, "smart", seed, "ade150", PQ=pq, mIoU=25.0, PQ_seen=pq + 5, PQ_novel_comb=pq, PQ_novel_attr=pq - 5)
+        _write(m, "table3a_all", seed, "ade150", PQ=pq - 3, PQ_seen=pq, PQ_novel_comb=pq - 4, PQ_novel_attr=pq - 10)
+    a = build_table3("table3a", params=params, metrics_dir=m, profile="mini").set_index("cell")
+    assert a.loc["smart", "PQ_novel_attr"] == 17.0 and a.loc["smart", "PQ_novel_attr_std"] == 2.0
+    assert a.loc["table3a_all", "PQ_seen"] == 22.0 and a.loc["table3a_all", "seeds"] == 3
+    assert pd.isna(a.loc["table3a_mlp", "PQ_seen"])  # no metrics file: empty
+    c = build_table3("table3c", params=params, metrics_dir=m, profile="mini")
+    assert "PQ_seen" not in c.columns  # parts that do not compare tuning choices: no group columns
+    g = build_table3("table3g", params=params, metrics_dir=m, profile="mini")
+    assert list(g["cell"]) == ["smart", "table3g_sma_residual", "table3g_soft_bias"]
+    assert g["paper_PQ"].isna().all()  # not a table of the paper
+
+
+def test_table4_rows_compare_tuning_choices_per_group(tmp_path):
+    import json
+
+    from smart.report.table4 import build_table4
+
+    params = load_params("params.yaml")
+    m = tmp_path / "metrics"
+
+    def rec(after):
+        r = {"oIoU_before": 30.0, "oIoU_after": after, "oIoU_novel_attr_before": 20.0,
+             "oIoU_novel_attr_after": after - 10}
+        return {"refcoco": r, "refcoco+": r}
+
+    for cell, after in (("smart_swinb", 28.0), ("table3a_all", 15.0), ("table3b_lora64", 24.0)):
+        for s in params["cells"][cell]["seeds"]:
+            p = m / "refer" / cell / f"s{s}.json"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(json.dumps(rec(after)))
+    df = build_table4(params=params, metrics_dir=m, profile="mini").set_index("case")
+    assert list(df.index[-4:]) == ["before tuning (ours: smart_swinb)", "after tuning (ours: smart_swinb)",
+                                   "after tuning (ours: table3a_all)", "after tuning (ours: table3b_lora64)"]
+    assert df.loc["after tuning (ours: table3a_all)", "refcoco_oIoU"] == 15.0
+    assert df.loc["after tuning (ours: table3a_all)", "refcoco_oIoU_novel_attr"] == 5.0
+    assert df.loc["before tuning (ours: smart_swinb)", "refcoco+_oIoU_novel_attr"] == 20.0
+    assert pd.isna(df.loc["before tuning", "refcoco_oIoU_novel_attr"])  # the paper's rows have no groups
+    assert "refcoco_oIoU_seen" not in df.columns  # no seed recorded that group
+
+
 def test_table_names_an_unknown_cell():
     params = load_params("params.yaml")
     params["report"]["table1"] = {"nope": "SMART-SwinB"}

@@ -222,7 +222,9 @@ def micro_params() -> dict:
                      "c_da_layers": {"2": "smart"},
                      "d_components": {"baseline": "frozen", "sma_qpt": "smart"},
                      "e_extra_tuning": {"smart": "smart"},
-                     "f_vlm_backbone": {"ViT-B-16": "table3f_vitb16", "ViT-L-14-336": "smart"}}
+                     "f_vlm_backbone": {"ViT-B-16": "table3f_vitb16", "ViT-L-14-336": "smart"},
+                     "g_interpretation": {"smart": "smart"}}
+    rep["table4"]["compare"] = ["smart"]  # a compared cell's refer jobs too
     rep["fig6"] = {"iterations": ["fig6_iters_a", "smart"], "fraction": ["fig6_data_a", "smart"]}
     return params
 

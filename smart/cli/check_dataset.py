@@ -38,5 +38,7 @@ def run(args) -> int:
     print(f"{ds.name}: {stats['images']} images, {stats['classes_present']}/{stats['num_classes']} classes present, "
           f"{stats['ignored_pixel_fraction']:.1%} pixels ignored"
           + (f", {len(stats['held_out_classes_present'])} held-out classes" if "held_out_classes_present" in stats
-             else ""))
+             else "")
+          + (f" ({len(stats['novel_attribute_classes_present'])} with a novel attribute)"
+             if "novel_attribute_classes_present" in stats else ""))
     return 0

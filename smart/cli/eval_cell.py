@@ -7,7 +7,8 @@ Example::
         --datasets coco ade150 --out-dir results/metrics/smart_swinb/s0 --detail-dir results/eval/smart_swinb/s0
 
 Writes ``<out-dir>/<dataset>.json`` (flat numbers in percent: PQ, SQ, RQ, PQ_th, …, mIoU, fwIoU, mACC,
-pACC — the files ``dvc metrics diff`` compares) and ``<detail-dir>/<dataset>.json`` (per-class
+pACC, and in the mini world PQ / mIoU per class group — ``PQ_seen``, ``PQ_novel_comb``, ``PQ_novel_attr``,
+``mIoU_seen``, … — the files ``dvc metrics diff`` compares) and ``<detail-dir>/<dataset>.json`` (per-class
 results, definitions, thresholds, provenance). Proposals are read from ``<proposals-root>/<dataset>``
 (caches of ``cache-proposals``); a cell that tuned its mask generator runs it on the fly instead, and
 an oracle-generator cell uses the ground-truth masks.
@@ -36,6 +37,7 @@ def run(args) -> int:
     import logging
     from pathlib import Path
 
+    from smart.data.mini.groups import groups_by_name
     from smart.data.registry import Dataset
     from smart.eval.cell import (
         eval_settings,
@@ -56,6 +58,9 @@ def run(args) -> int:
     pad = float(tcfg.get("proposal_pad_logit", -20.0))
     gen_state = meta.get("generator_state") or {}
     datasets = args.datasets or list(spec.datasets)
+    builtin = [d for d in datasets if d not in run_.exp.user_datasets]
+    # the mini world's benchmarks: PQ / mIoU per class group too (None on real datasets)
+    groups = groups_by_name(root) if builtin else None
     on_the_fly = spec.oracle != "generator" and (gen_state or args.proposals_root is None)
     if on_the_fly:  # built once, used for every benchmark
         fly = generator_proposals(run_.generator_config(args), state=gen_state, device=device, source=args.model,
@@ -79,7 +84,7 @@ def run(args) -> int:
                       "model": str(args.model), "model_cell": meta.get("cell"), "iterations": meta.get("iteration"),
                       "proposals": how, "settings": settings.to_dict(), "limit": args.limit,
                       "device": str(device)}
-        flat, detail = result_record(result, provenance=provenance)
+        flat, detail = result_record(result, provenance=provenance, groups=groups if name in builtin else None)
         write_result(Path(args.detail_dir) / f"{name}.json", detail)
         write_json(Path(args.out_dir) / f"{name}.json", flat)
         shown = ", ".join(f"{k} {flat[k]:.1f}" for k in ("PQ", "mIoU") if flat.get(k) is not None)

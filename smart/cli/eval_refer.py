@@ -12,7 +12,8 @@ record it, the cell's mask generator), ``--model`` and the generator weights it 
 ``data/models/mini-swinb``), and ``<root>/refer/{refcoco,refcoco+}/val.json`` with its images.
 
 Writes ``--out``: numbers only (percent), ``{"refcoco": {"oIoU_before", "oIoU_after", "mIoU_before",
-"mIoU_after"}, "refcoco+": {…}}`` (the file ``dvc metrics diff`` compares), and ``--detail``:
+"mIoU_after"}, "refcoco+": {…}}``, in the mini world also ``oIoU_<group>_<before|after>`` per group of the
+referred class (``seen``, ``novel_comb``, ``novel_attr``; the file ``dvc metrics diff`` compares), and ``--detail``:
 ``{"refcoco": {"before": {…}, "after": {…}}, …, "provenance": {…}}`` with counts, timings and provenance.
 
 The proposals come from the cell's frozen mask generator run on the fly (the pretrained generator
@@ -48,6 +49,7 @@ def run(args) -> int:
     import logging
     import time
 
+    from smart.data.mini.groups import GROUPS, SHORT, groups_by_index
     from smart.data.registry import Dataset
     from smart.eval.cell import generator_proposals
     from smart.eval.refer import evaluate_referring, untuned_model
@@ -63,6 +65,7 @@ def run(args) -> int:
     props = generator_proposals(gcfg, state=None, device=device, source=args.model, test_time=run_.test_time())
     how = f"frozen generator {gcfg.get('name')!r} on the fly ({gcfg.get('pretrained')})"
 
+    groups = groups_by_index(root)  # mini world: universe index -> class group; None on real data
     metrics: dict[str, dict] = {}
     detail: dict[str, dict] = {}
     for name in args.datasets:
@@ -70,8 +73,11 @@ def run(args) -> int:
         props.for_dataset(name)
         log.info("eval-refer %s seed %d on %s (%d refs): proposals from %s", args.cell, args.seed, name, len(ds), how)
         res = evaluate_referring({"before": before, "after": after}, ds, props, device=device, limit=args.limit,
-                                 desc=f"refer {args.cell}/s{args.seed}/{name}")
+                                 desc=f"refer {args.cell}/s{args.seed}/{name}", groups=groups)
         metrics[name] = {f"{k}_{when}": _round(res[when][k]) for k in ("oIoU", "mIoU") for when in ("before", "after")}
+        if groups is not None:  # the mini world: oIoU per group of the referred class (oIoU_novel_attr_after, ...)
+            metrics[name].update({f"oIoU_{SHORT[g]}_{when}": _round(res[when]["groups"].get(g, {}).get("oIoU"))
+                                  for g in GROUPS for when in ("before", "after")})
         detail[name] = {"dataset": ds.name, "num_refs_total": len(ds),
                         **{when: {k: (_round(v) if k in ("oIoU", "mIoU") else v) for k, v in r.items()}
                            for when, r in res.items()}}

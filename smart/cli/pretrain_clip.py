@@ -30,6 +30,9 @@ def run(args) -> int:
         write_result(args.metrics, summary)
     zs = summary["zero_shot"]
     print(f"mini CLIP: {summary['steps']} steps in {summary['train_seconds']:.0f} s; zero-shot things "
-          f"{100 * zs['things']['accuracy']:.1f}% (held out {100 * zs['things']['accuracy_held_out']:.1f}%), "
-          f"stuff {100 * zs['stuff']['accuracy']:.1f}% (held out {100 * zs['stuff']['accuracy_held_out']:.1f}%)")
+          f"{100 * zs['things']['accuracy']:.1f}% (novel combinations "
+          f"{100 * zs['things']['accuracy_novel_combination']:.1f}%, novel attributes "
+          f"{100 * zs['things']['accuracy_novel_attribute']:.1f}%), stuff {100 * zs['stuff']['accuracy']:.1f}% "
+          f"(novel combinations {100 * zs['stuff']['accuracy_novel_combination']:.1f}%, novel attributes "
+          f"{100 * zs['stuff']['accuracy_novel_attribute']:.1f}%)")
     return 0

@@ -59,4 +59,7 @@ def dataset_stats(ds, limit: int | None = None) -> dict:
         w = json.loads(world.read_text())
         held = {w["universe"][i]["name"] for i in w["held_out"]}
         stats["held_out_classes_present"] = sorted(ds.vocab[t].name for t in present if ds.vocab[t].name in held)
+        novel = {c["name"] for c in w["universe"] if c.get("group") == "novel_attribute"}
+        stats["novel_attribute_classes_present"] = sorted(ds.vocab[t].name for t in present
+                                                          if ds.vocab[t].name in novel)
     return stats

@@ -161,11 +161,14 @@ def evaluate_model(model: torch.nn.Module, dataset: Any, *, settings: EvalSettin
             "num_images": n, "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def result_record(result: dict, *, provenance: dict) -> tuple[dict, dict]:
-    """(flat metrics for DVC, detail record with per-class numbers, definitions and provenance)."""
+def result_record(result: dict, *, provenance: dict, groups: dict[str, str] | None = None) -> tuple[dict, dict]:
+    """(flat metrics for DVC, detail record with per-class numbers, definitions and provenance).
+
+    ``groups`` (class name -> group; the mini world's) adds the per-group PQ / mIoU to the flat metrics.
+    """
     from smart.eval.summary import flat_metrics
 
-    flat = flat_metrics(result["panoptic"], result["semantic"])
+    flat = flat_metrics(result["panoptic"], result["semantic"], groups)
     flat = {k: (None if isinstance(v, float) and not np.isfinite(v) else round(float(v), 4)) for k, v in flat.items()}
     detail = {"metrics": flat, "num_images": result["num_images"], "seconds": result["seconds"],
               "panoptic": result["panoptic"], "semantic": result["semantic"], "provenance": provenance}

@@ -212,7 +212,8 @@ def image_groups(records: Sequence[Mapping[str, Any]]) -> list[list[int]]:
 def evaluate_referring(models: Mapping[str, nn.Module], dataset: Any,
                        proposals: Callable[[list[dict], torch.Tensor], torch.Tensor], *,
                        device: torch.device | str = "cpu", limit: int | None = None, skip_empty: bool = True,
-                       text_batch_size: int = 256, desc: str = "refer") -> dict[str, dict]:
+                       text_batch_size: int = 256, desc: str = "refer",
+                       groups: Mapping[int, str] | None = None) -> dict[str, dict]:
     """oIoU / mIoU of zero-shot referring segmentation for one or more CLIPs on the same proposals.
 
     Args:
@@ -227,10 +228,13 @@ def evaluate_referring(models: Mapping[str, nn.Module], dataset: Any,
             of an image is empty, all are candidates.
         text_batch_size: expressions per text-tower forward.
         desc: progress-bar label.
+        groups: category id → class group (the mini world's, :func:`smart.data.mini.groups.groups_by_index`):
+            adds the same numbers per group of the referred object's class under ``"groups"``.
 
     Returns:
         name → ``{"oIoU", "mIoU" (percent), "num_expressions", "num_refs", "num_images", "intersection",
-        "union", "seconds"}`` (``seconds``: the whole evaluation, proposals included).
+        "union", "seconds"}`` (``seconds``: the whole evaluation, proposals included), and with ``groups``
+        ``"groups": {group: {"oIoU", "mIoU", "num_expressions", "intersection", "union"}}``.
     """
     from smart.utils.logging import progress
 
@@ -238,15 +242,20 @@ def evaluate_referring(models: Mapping[str, nn.Module], dataset: Any,
         raise ValueError(f"{dataset.name!r} is not a referring-segmentation dataset ({dataset.spec.task})")
     n = len(dataset) if limit is None else min(limit, len(dataset))
     records = dataset.records[:n]
-    groups = image_groups(records)
+    image_sets = image_groups(records)
     # every expression of the split, in record order: one batched text pass per model
     sentences = [s for rec in records for s in rec["sentences"]]
     offsets = np.cumsum([0] + [len(rec["sentences"]) for rec in records])  # record i → sentences[o_i:o_{i+1}]
     t0 = time.perf_counter()
     text = {name: encode_expressions(m, sentences, batch_size=text_batch_size) for name, m in models.items()}  # (N, E)
     acc = {name: OIoUAccumulator() for name in models}
+    by_group: dict[str, dict[str, OIoUAccumulator]] = {name: {} for name in models}
+    expr_group = None
+    if groups is not None:  # the group of each expression's referred class
+        expr_group = np.asarray([groups.get(int(rec["category_id"]), "") if rec.get("category_id") is not None
+                                 else "" for rec in records for _ in rec["sentences"]])
     bar = progress(total=n, desc=desc, unit="ref")
-    for group in groups:
+    for group in image_sets:
         samples = [dataset[i] for i in group]  # refs of one image (the image is decoded per ref)
         image = samples[0]["image"]  # (H, W, 3) uint8
         H, W = image.shape[:2]
@@ -262,8 +271,18 @@ def evaluate_referring(models: Mapping[str, nn.Module], dataset: Any,
             idx = select_proposals(z[0], text[name][expr.to(text[name].device)], valid)  # (N_img,)
             pred = binarise_selected(props[0], idx, (H, W))  # (N_img, H, W) bool
             acc[name].add(pred.cpu(), gt_per_expr)
+            if expr_group is not None:
+                eg = expr_group[expr.numpy()]  # (N_img,) group of each expression
+                for g in sorted(set(eg) - {""}):
+                    sel = torch.from_numpy(eg == g)
+                    by_group[name].setdefault(g, OIoUAccumulator()).add(pred.cpu()[sel], gt_per_expr[sel])
         bar.update(len(group))
     bar.close()
     seconds = round(time.perf_counter() - t0, 2)
-    return {name: {**a.summary(), "num_refs": n, "num_images": len(groups), "seconds": seconds}
-            for name, a in acc.items()}
+    out = {name: {**a.summary(), "num_refs": n, "num_images": len(image_sets), "seconds": seconds}
+           for name, a in acc.items()}
+    if groups is not None:
+        for name in models:
+            out[name]["groups"] = {g: {k: v for k, v in a.summary().items() if k != "ious"}
+                                   for g, a in sorted(by_group[name].items())}
+    return out

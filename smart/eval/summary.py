@@ -12,9 +12,11 @@ def _pct(v: Any) -> float:
     return math.nan if v is None else 100.0 * float(v)
 
 
-def flat_metrics(panoptic: Mapping | None = None, semantic: Mapping | None = None) -> dict:
+def flat_metrics(panoptic: Mapping | None = None, semantic: Mapping | None = None,
+                 groups: Mapping[str, str] | None = None) -> dict:
     """detectron2-style flat numbers in percent: PQ, SQ, RQ, PQ_th, ..., RQ_st, mIoU, mIoU_d2v06, fwIoU,
-    mACC, pACC (only those whose result is given)."""
+    mACC, pACC (only those whose result is given), and with ``groups`` the per-group numbers of
+    :func:`group_metrics`."""
     out: dict = {}
     if panoptic is not None:
         for split, suffix in _SPLITS:
@@ -23,6 +25,33 @@ def flat_metrics(panoptic: Mapping | None = None, semantic: Mapping | None = Non
     if semantic is not None:
         for k in ("mIoU", "mIoU_d2v06", "fwIoU", "mACC", "pACC"):
             out[k] = semantic[k]
+    if groups is not None:
+        out.update(group_metrics(panoptic, semantic, groups))
+    return out
+
+
+def group_metrics(panoptic: Mapping | None, semantic: Mapping | None, groups: Mapping[str, str]) -> dict:
+    """PQ and mIoU over the classes of each group of the mini world (``PQ_seen``, ``PQ_novel_comb``,
+    ``PQ_novel_attr``, ``mIoU_seen``, ...; percent), averaged as the overall numbers are: PQ over the
+    classes panopticapi counts (with a TP, FP or FN), mIoU over the classes with ground-truth pixels
+    (detectron2 HEAD). A group with no such class gets NaN. Classes the mapping does not name are in no group.
+
+    Args:
+        panoptic: the PQ summary (``per_class`` entries with ``name``, ``pq``, ``counted``) or None.
+        semantic: the mIoU summary (``per_class`` entries with ``name``, ``IoU``; None = no GT pixels) or None.
+        groups: class name -> group (:func:`smart.data.mini.groups.groups_by_name`).
+    """
+    from smart.data.mini.groups import GROUPS, SHORT
+
+    out: dict = {}
+    for g in GROUPS:
+        if panoptic is not None:
+            vals = [c["pq"] for c in panoptic["per_class"].values() if c.get("counted") and groups.get(c["name"]) == g]
+            out[f"PQ_{SHORT[g]}"] = 100.0 * sum(vals) / len(vals) if vals else math.nan
+        if semantic is not None:
+            vals = [c["IoU"] for c in semantic["per_class"].values()  # no GT pixels: IoU None / NaN
+                    if c.get("IoU") is not None and math.isfinite(c["IoU"]) and groups.get(c["name"]) == g]
+            out[f"mIoU_{SHORT[g]}"] = sum(vals) / len(vals) if vals else math.nan
     return out
 
 

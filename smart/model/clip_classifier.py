@@ -566,10 +566,9 @@ class MaskAttention:
     with_cls: bool
 
 
-@torch.no_grad()
 def build_mask_attention(mask_logits: torch.Tensor, *, image_hw: tuple[int, int], patch_size: int,
                          threshold: float = 0.0, attend_cls: bool = False, empty_guard: str = "argmax",
-                         chunk: int = 16) -> MaskAttention:
+                         chunk: int = 16, soft: bool = False) -> MaskAttention:
     """Eq. 5: a patch is visible to mask i if mask i holds ANY pixel of it (spec §4.1 step 4).
 
     The mask logits are upsampled bilinearly to the CLIP input size, binarised at ``threshold``
@@ -579,15 +578,31 @@ def build_mask_attention(mask_logits: torch.Tensor, *, image_hw: tuple[int, int]
 
     Empty-mask guard: "argmax" unblocks the patch with the highest pooled logit [REC]; "cls" lets
     empty rows attend to CLS only.
+
+    ``soft=True`` (model config ``mask_bias: soft``, an interpretation ablation): the bias of patch n
+    for mask i is log σ(pooled_in − threshold) instead of 0 / −inf — ≈ 0 where the mask clearly holds
+    a pixel, strongly negative where it holds none — and keeps its gradient, so the classification
+    loss reaches the mask logits (the Distribution Adapter). No row is fully blocked, so the empty
+    guard has nothing to do; ``visible`` / ``empty`` still report the hard test.
     """
-    H, W = image_hw
-    gh, gw = H // patch_size, W // patch_size
-    pooled = []
-    for part in mask_logits.split(chunk, dim=1):  # bounds the (B, q, H, W) upsampled tensor
-        up = F.interpolate(part.float(), size=(H, W), mode="bilinear", align_corners=False)  # (B, q, H, W)
-        up = up[..., :gh * patch_size, :gw * patch_size]  # conv1 ignores a remainder; so do we
-        pooled.append(F.max_pool2d(up, kernel_size=patch_size, stride=patch_size))  # (B, q, gh, gw)
-    pooled = torch.cat(pooled, dim=1).flatten(2)  # (B, Q, N): max mask logit inside each patch
+    with torch.set_grad_enabled(soft and torch.is_grad_enabled()):
+        H, W = image_hw
+        gh, gw = H // patch_size, W // patch_size
+        pooled = []
+        for part in mask_logits.split(chunk, dim=1):  # bounds the (B, q, H, W) upsampled tensor
+            up = F.interpolate(part.float(), size=(H, W), mode="bilinear", align_corners=False)  # (B, q, H, W)
+            up = up[..., :gh * patch_size, :gw * patch_size]  # conv1 ignores a remainder; so do we
+            pooled.append(F.max_pool2d(up, kernel_size=patch_size, stride=patch_size))  # (B, q, gh, gw)
+        pooled = torch.cat(pooled, dim=1).flatten(2)  # (B, Q, N): max mask logit inside each patch
+    if soft:
+        visible = (pooled >= threshold).detach()  # (B, Q, N): the hard test, reported only
+        empty = ~visible.any(dim=-1)  # (B, Q)
+        bias = F.logsigmoid(pooled - threshold)  # (B, Q, N), differentiable
+        with_cls = bool(attend_cls)
+        if with_cls:
+            bias = torch.cat([torch.zeros_like(bias[..., :1]), bias], dim=-1)  # (B, Q, 1+N)
+        return MaskAttention(bias=bias, visible=visible, empty=empty, with_cls=with_cls)
+    pooled = pooled.detach()
     visible = pooled >= threshold  # (B, Q, N): Eq. 5
     empty = ~visible.any(dim=-1)  # (B, Q)
     if empty.any() and empty_guard == "argmax":
@@ -614,6 +629,8 @@ class ClipMaskClassifier(nn.Module):
         mask_threshold: logit threshold of Eq. 5.
         mask_attend_cls: let every mask token attend to CLS as well (MaskCLIP; off by Eq. 1).
         empty_mask_guard: "argmax" or "cls", see :func:`build_mask_attention`.
+        mask_bias: "hard" (Eq. 5 as 0 / −inf, no gradient) or "soft" (log σ, gradient to the mask
+            logits), see :func:`build_mask_attention`.
         qpt_scope: "shared" (image and mask tokens use the same f_q) or "mask_only" (mask tokens use a
             copy of f_q and the image stream runs without gradient).
         mask_chunk: proposals per chunk when building the Eq. 5 mask.
@@ -622,8 +639,8 @@ class ClipMaskClassifier(nn.Module):
 
     def __init__(self, *, clip: nn.Module, image_size: int, tie: TaskInformationExtraction | None = None,
                  sma_layers: str | tuple[int, ...] = "all", mask_threshold: float = 0.0,
-                 mask_attend_cls: bool = False, empty_mask_guard: str = "argmax", qpt_scope: str = "shared",
-                 mask_chunk: int = 16, grad_checkpointing: bool = False):
+                 mask_attend_cls: bool = False, empty_mask_guard: str = "argmax", mask_bias: str = "hard",
+                 qpt_scope: str = "shared", mask_chunk: int = 16, grad_checkpointing: bool = False):
         super().__init__()
         self.clip = clip
         self.tower = wrap_visual_tower(clip.visual)
@@ -640,6 +657,7 @@ class ClipMaskClassifier(nn.Module):
         self.mask_threshold = mask_threshold
         self.mask_attend_cls = mask_attend_cls
         self.empty_mask_guard = empty_mask_guard
+        self.mask_bias = mask_bias
         self.qpt_scope = qpt_scope
         self.mask_chunk = mask_chunk
         self.grad_checkpointing = grad_checkpointing
@@ -663,7 +681,7 @@ class ClipMaskClassifier(nn.Module):
         return build_mask_attention(mask_logits, image_hw=(self.image_size, self.image_size),
                                     patch_size=self.tower.patch_size, threshold=self.mask_threshold,
                                     attend_cls=self.mask_attend_cls, empty_guard=self.empty_mask_guard,
-                                    chunk=self.mask_chunk)
+                                    chunk=self.mask_chunk, soft=self.mask_bias == "soft")
 
     def _block(self, l: int, x: torch.Tensor, xm: torch.Tensor, bias: torch.Tensor, with_cls: bool,
                k_tgt: torch.Tensor | None, v_tgt: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -44,6 +44,7 @@ _CHOICES: dict[str, tuple] = {
     "qpt_scope": ("shared", "mask_only"),
     "qpt_param": ("weight", "delta"),
     "empty_mask_guard": ("argmax", "cls"),
+    "mask_bias": ("hard", "soft"),
     "tgt_mode": ("mean", "first"),
     "class_names": ("openseg", "plain"),
     "da_form": ("conv3x3",),
@@ -62,6 +63,8 @@ class SmartModelConfig:
     mask_threshold: float = 0.0  # mask logit threshold (0 = sigmoid >= 0.5, the spec's binarisation)
     mask_attend_cls: bool = False  # let every mask token see CLS (MaskCLIP style); Eq. 1 says patches only
     empty_mask_guard: str = "argmax"  # empty mask: "argmax" unblocks the best patch, "cls" lets it see CLS
+    mask_bias: str = "hard"  # Eq. 5 bias: "hard" 0 / -inf (only the mask losses train the DA); "soft":
+    #                          log σ(max logit − threshold) per patch, so the classification loss reaches the DA
     # --- SMA, Eqs. 1-4 (§4.5) ---
     sma: bool = True  # Semantic-guided Mask Attention on/off (Table 3d)
     sma_dim: int = 256  # width d of g_q, g_k (one head)

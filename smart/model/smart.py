@@ -180,7 +180,9 @@ class SmartModel(nn.Module):
         emb = self.encode_text(text)  # synonyms (S, E), classes (t, E)
         clip_images = self.preprocess(images)  # (B, 3, S, S)
         tgt = emb.classes if self.sma is not None else None  # (t, E): [TGT]
-        _, xm, mask = self.classifier.forward_tokens(clip_images, pred_masks.detach(), tgt)  # xm (B, Q, D)
+        # Eq. 5 reads the adapted masks; with the hard bias (the default) no gradient flows through it
+        guide = pred_masks if self.config.mask_bias == "soft" else pred_masks.detach()  # (B, Q, h, w)
+        _, xm, mask = self.classifier.forward_tokens(clip_images, guide, tgt)  # xm (B, Q, D)
         z = self.classifier.tower.head(xm)  # (B, Q, E)
         logits = self.text_classifier(z, emb, self.clip.logit_scale)  # (B, Q, t+1)
         if not self.config.void_class:  # no void class: every proposal is a candidate segment
@@ -264,7 +266,8 @@ def build_model(cfg: SmartModelConfig | dict, *, device: str | torch.device | No
     # The classifier splits q/k/v and resizes the positional embedding; the tower tells the widths.
     classifier = ClipMaskClassifier(clip=clip, image_size=cfg.image_size, tie=None, sma_layers=cfg.sma_layers,
                                     mask_threshold=cfg.mask_threshold, mask_attend_cls=cfg.mask_attend_cls,
-                                    empty_mask_guard=cfg.empty_mask_guard, qpt_scope=cfg.qpt_scope,
+                                    empty_mask_guard=cfg.empty_mask_guard, mask_bias=cfg.mask_bias,
+                                    qpt_scope=cfg.qpt_scope,
                                     mask_chunk=cfg.mask_chunk, grad_checkpointing=cfg.grad_checkpointing)
     width, embed_dim = classifier.width, classifier.embed_dim
     with factory if factory is not None else nullcontext():

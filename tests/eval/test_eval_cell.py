@@ -122,6 +122,17 @@ def test_eval_cell_verb_writes_flat_metrics(mini_root, tmp_path, model):
     detail = json.loads((tmp_path / "d" / "ade150.json").read_text())
     assert detail["provenance"]["cell"] == "smart" and detail["num_images"] == 3
     assert detail["provenance"]["settings"]["object_mask_threshold"] == 0.0
+    # the mini world: PQ / mIoU per class group, each the mean over the group's classes of the detail file
+    from smart.data.mini.groups import groups_by_name
+
+    groups = groups_by_name(mini_root)
+    for g, short in (("seen", "seen"), ("novel_combination", "novel_comb"), ("novel_attribute", "novel_attr")):
+        pqs = [c["pq"] for c in detail["panoptic"]["per_class"].values() if c["counted"] and groups[c["name"]] == g]
+        ious = [c["IoU"] for c in detail["semantic"]["per_class"].values()
+                if c["IoU"] is not None and groups[c["name"]] == g]
+        assert flat[f"PQ_{short}"] == (round(100 * sum(pqs) / len(pqs), 4) if pqs else None)
+        assert flat[f"mIoU_{short}"] == (round(sum(ious) / len(ious), 4) if ious else None)
+        assert f"mIoU_{short}" in pc
     # an unknown seed of the cell is refused, naming the key
     rc = cli(["eval-cell", "--params", str(p), "--cell", "table3a_k", "--seed", "7", "--model",
               str(tmp_path / "model.pt"), "--out-dir", str(tmp_path / "m2"), "--detail-dir", str(tmp_path / "d2")])

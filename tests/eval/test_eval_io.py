@@ -57,3 +57,20 @@ def test_combined_record_is_labelled():
     assert rec["definitions"]["panoptic"]["implementation"] == "smart.eval.panoptic"
     assert rec["definitions"]["semantic"]["mIoU"] == "detectron2 HEAD"
     assert rec["definitions"]["provenance"]["git_commit"] == "abc"
+
+
+def test_group_metrics_average_the_classes_of_each_group():
+    from smart.eval.summary import group_metrics
+
+    pan = {"per_class": {"0": {"name": "a", "pq": 0.5, "counted": True}, "1": {"name": "b", "pq": 0.1, "counted": True},
+                         "2": {"name": "c", "pq": 0.0, "counted": False}, "3": {"name": "d", "pq": 0.9, "counted": True}}}
+    sem = {"per_class": {"0": {"name": "a", "IoU": 40.0}, "1": {"name": "b", "IoU": None},
+                         "2": {"name": "c", "IoU": 10.0}, "3": {"name": "d", "IoU": 30.0}}}
+    groups = {"a": "seen", "b": "seen", "c": "novel_attribute", "d": "novel_combination"}
+    m = group_metrics(pan, sem, groups)
+    assert m["PQ_seen"] == pytest.approx(30.0) and m["PQ_novel_comb"] == pytest.approx(90.0)
+    assert math.isnan(m["PQ_novel_attr"])  # its only class is not counted (no TP, FP or FN)
+    assert m["mIoU_seen"] == 40.0 and m["mIoU_novel_attr"] == 10.0 and m["mIoU_novel_comb"] == 30.0
+    assert set(flat_metrics(pan | {"All": {"pq": 0.5, "sq": 0.8, "rq": 0.6}, "Things": {"pq": 0.5, "sq": 0.8, "rq": 0.6},
+                                   "Stuff": {"pq": 0.5, "sq": 0.8, "rq": 0.6}}, None, groups)) >= {
+        "PQ", "PQ_seen", "PQ_novel_comb", "PQ_novel_attr"}

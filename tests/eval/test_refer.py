@@ -204,10 +204,17 @@ def test_cli_writes_flat_metrics_and_detail(meta, world, tmp_path, capsys):
     assert rc == 0
     m = json.loads(out.read_text())
     assert set(m) == {"refcoco", "refcoco+"}
-    for v in m.values():
-        assert set(v) == {"oIoU_before", "oIoU_after", "mIoU_before", "mIoU_after"}
-        assert all(isinstance(x, float) and 0 <= x <= 100 for x in v.values())
+    groups = [f"oIoU_{g}_{w}" for g in ("seen", "novel_comb", "novel_attr") for w in ("before", "after")]
+    for v in m.values():  # the mini world: oIoU per group of the referred class as well
+        assert set(v) == {"oIoU_before", "oIoU_after", "mIoU_before", "mIoU_after", *groups}
+        assert all(isinstance(x, float) and 0 <= x <= 100 for k, x in v.items() if k not in groups)
+        assert any(v[k] is not None for k in groups)
     d = json.loads(detail.read_text())
+    for when in ("before", "after"):  # the groups split the expressions
+        parts = d["refcoco"][when]["groups"]
+        assert sum(p["num_expressions"] for p in parts.values()) == d["refcoco"][when]["num_expressions"]
+        assert sum(p["intersection"] for p in parts.values()) == d["refcoco"][when]["intersection"]
+        assert sum(p["union"] for p in parts.values()) == d["refcoco"][when]["union"]
     assert d["refcoco"]["before"]["oIoU"] == m["refcoco"]["oIoU_before"]
     assert d["refcoco+"]["after"]["num_refs"] == 2 and d["refcoco"]["num_refs_total"] == 4
     assert d["provenance"]["cell"] == "smart" and d["provenance"]["limit"] == 2

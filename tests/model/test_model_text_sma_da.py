@@ -172,3 +172,33 @@ def test_distribution_adapter_identity_at_init(layers):
 
 def test_paper_da_parameter_count():
     assert sum(p.numel() for p in DistributionAdapter(num_layers=2, hidden=16).parameters()) == 305
+
+
+def test_soft_mask_bias_matches_the_hard_test_and_keeps_gradient():
+    """mask_bias: soft is log σ(max logit − threshold) per patch: ≥ log ½ exactly where Eq. 5 lets the patch in."""
+    from smart.model.clip_classifier import build_mask_attention
+
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(2, 5, 16, 16, generator=g) * 3).requires_grad_(True)  # (B, Q, h, w)
+    hard = build_mask_attention(logits, image_hw=(32, 32), patch_size=8, threshold=0.5)
+    soft = build_mask_attention(logits, image_hw=(32, 32), patch_size=8, threshold=0.5, soft=True)
+    assert not hard.bias.requires_grad and soft.bias.requires_grad
+    assert soft.bias.shape == hard.bias.shape == (2, 5, 16)
+    assert torch.equal(soft.visible, hard.visible)
+    assert torch.equal(soft.bias.detach() >= torch.log(torch.tensor(0.5)), soft.visible)
+    assert torch.isfinite(soft.bias).all() and (soft.bias <= 0).all()
+    soft.bias.sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("mask_bias, reached", [("hard", False), ("soft", True)])
+def test_classification_loss_reaches_the_adapter_only_through_a_soft_bias(mask_bias, reached):
+    torch.manual_seed(0)
+    model = build_model(get_preset("tiny-test").replace(mask_bias=mask_bias)).train()
+    images = torch.rand(2, 3, 32, 32) * 255
+    props = torch.randn(2, 6, 8, 8) * 3  # (B, Q, h, w)
+    out = model(images, props, VOCAB)
+    out["pred_logits"].logsumexp(-1).sum().backward()  # a classification loss only
+    grads = [p.grad for p in model.adapter.parameters()]
+    got = any(g_ is not None and g_.abs().sum() > 0 for g_ in grads)
+    assert got is reached

@@ -47,9 +47,11 @@ def test_training_saves_an_open_clip_checkpoint_that_loads_back(mini_root, tmp_p
     out = tmp_path / "clip"
     summary = train(cfg, mini_root / "captions", out, metrics_path=tmp_path / "curve.jsonl")
     assert summary["steps"] == 3 and np.isfinite(summary["final_loss"])
-    for kind in ("things", "stuff"):
+    for kind, n in (("things", 35), ("stuff", 28)):
         zs = summary["zero_shot"][kind]
-        assert 0.0 <= zs["accuracy"] <= 1.0 and zs["classes"] == 24 and zs["images"] == 24
+        assert 0.0 <= zs["accuracy"] <= 1.0 and zs["classes"] == n and zs["images"] == n
+        for g in ("seen", "held_out", "novel_combination", "novel_attribute"):  # per class group
+            assert 0.0 <= zs[f"accuracy_{g}"] <= 1.0
     curve = [json.loads(line) for line in (tmp_path / "curve.jsonl").read_text().splitlines()]
     assert [r["step"] for r in curve] == [1, 2, 3]
     model, tokenizer = load_local(out)  # open_clip's own loader, "local-dir:" schema

@@ -50,6 +50,8 @@ from PIL import Image
 from smart.data.categories import Category, Vocabulary, write_synonym_txt, write_vocab_json
 from smart.data.mini.world import (
     DOMAINS,
+    GROUPS,
+    NOVEL_ATTRIBUTES,
     STUFF_TEXTURES,
     THING_PATTERNS,
     Canvas,
@@ -70,15 +72,15 @@ _log = logging.getLogger(__name__)
 
 BENCHMARKS = ("vocab", "coco", "ade", "mapillary", "pascal", "refer", "captions")
 
-# Vocabulary of each benchmark: numbers of (seen things, unseen things, seen stuff, unseen stuff)
-# drawn from the universe ("seen" = a combination present in the COCO-like training set).
+# Vocabulary of each benchmark: numbers of things (seen, novel combination, novel attribute), then of
+# stuff (same groups) drawn from the universe (world.Concept.group; "seen" = in the COCO-like training set).
 VOCAB_SPEC = {
-    "coco_panoptic": (12, 0, 12, 0),  # exactly the seen half of the universe
-    "ade20k_847": (12, 12, 12, 12),  # the whole universe
-    "ade20k_150": (6, 6, 6, 6),  # the frequent part of ADE
-    "mapillary_vistas": (5, 5, 4, 4),
-    "pascal_ctx_459": (10, 10, 10, 10),
-    "pascal_ctx_59": (4, 4, 4, 4),  # the frequent part of PASCAL Context (drawn from 459)
+    "coco_panoptic": (12, 0, 0, 12, 0, 0),  # exactly the seen part of the universe
+    "ade20k_847": (12, 12, 11, 12, 12, 4),  # the whole universe
+    "ade20k_150": (6, 6, 4, 6, 6, 2),  # the frequent part of ADE
+    "mapillary_vistas": (5, 5, 3, 4, 4, 2),
+    "pascal_ctx_459": (10, 10, 8, 10, 10, 3),
+    "pascal_ctx_59": (4, 4, 2, 4, 4, 1),  # the frequent part of PASCAL Context (drawn from 459)
 }
 # Relative frequency of the classes outside the frequent sub-vocabulary in shared-image benchmarks.
 RARE_WEIGHT = 0.2
@@ -102,8 +104,7 @@ def benchmark_vocabularies(seed: int) -> dict[str, list[Concept]]:
     rng = np.random.default_rng([seed, 7919])
 
     def groups(pool):
-        return ([c for c in pool if c.isthing and c.seen_in_coco], [c for c in pool if c.isthing and not c.seen_in_coco],
-                [c for c in pool if not c.isthing and c.seen_in_coco], [c for c in pool if not c.isthing and not c.seen_in_coco])
+        return [[c for c in pool if c.isthing == thing and c.group == g] for thing in (True, False) for g in GROUPS]
 
     def draw(pool, spec):
         out = []
@@ -563,9 +564,11 @@ def write_vocabularies(root: Path, seed: int) -> None:
     world = {
         "seed": seed,
         "universe": [{"index": c.index, "key": c.key, "name": c.name, "isthing": c.isthing,
-                      "seen_in_coco_train": c.seen_in_coco} for c in U],
+                      "seen_in_coco_train": c.seen_in_coco, "group": c.group} for c in U],
         "vocabularies": {k: [c.index for c in v] for k, v in concepts.items()},
         "held_out": [c.index for c in U if not c.seen_in_coco],
+        "novel_attributes": sorted(NOVEL_ATTRIBUTES),
+        "groups": {g: [c.index for c in U if c.group == g] for g in GROUPS},
     }
     _write_json(out / "world.json", world)
 

@@ -9,10 +9,18 @@ scenes. Concepts are named by attributes that a tiny ViT learns within CPU-minut
 * **stuff** (amorphous regions): ``texture x colour family``, e.g. "ribbed moss" (= ribbed green
   ground). Stuff families never share a hue with thing colours.
 
-Open vocabulary means new *combinations* of seen attributes: the COCO-like training set sees half of
-the pattern x colour combinations (a checkerboard selection, so every single attribute is seen), and
-the evaluation benchmarks also use the other half. A benchmark's image statistics (object scale,
-clutter, stuff layout, lighting, noise) come from its :class:`Domain`.
+Every class belongs to one of three groups (:attr:`Concept.group`):
+
+* ``seen``: half of the pattern x colour (texture x family) combinations of the *base* attributes, a
+  checkerboard selection, so every base attribute occurs in the COCO-like segmentation training set;
+* ``novel_combination``: the other half: new combinations of seen attributes;
+* ``novel_attribute``: every class with a *novel attribute* (:data:`NOVEL_ATTRIBUTES`: one thing colour,
+  one fill pattern, one stuff texture). These attributes occur in the caption corpus the mini CLIP is
+  pretrained on and in the evaluation benchmarks, but never in the segmentation training split, so
+  only CLIP knows them: the concepts whose knowledge tuning on COCO keeps or destroys (paper §1, §4.3).
+
+A benchmark's image statistics (object scale, clutter, stuff layout, lighting, noise) come from its
+:class:`Domain`.
 
 Everything here is pure numpy and deterministic given a ``numpy.random.Generator``.
 """
@@ -35,6 +43,7 @@ THING_COLOURS: dict[str, tuple[int, int, int]] = {
     "blue": (44, 86, 236),
     "cyan": (46, 214, 226),
     "pink": (246, 118, 204),
+    "white": (238, 238, 232),  # novel attribute
 }
 # Fill patterns: (adjective, synonyms as "{c}"-templates). Plural forms are made by pluralise().
 THING_PATTERNS: dict[str, tuple[str, ...]] = {
@@ -42,6 +51,7 @@ THING_PATTERNS: dict[str, tuple[str, ...]] = {
     "striped": ("striped {c} object", "{c} striped thing", "{c} object with stripes"),
     "dotted": ("dotted {c} object", "{c} polka-dot thing", "{c} object with dots"),
     "checkered": ("checkered {c} object", "{c} checked thing", "{c} object with checks"),
+    "ringed": ("ringed {c} object", "{c} ring-patterned thing", "{c} object with rings"),  # novel attribute
 }
 # Stuff colour families: (base, secondary, noun, adjective).
 STUFF_FAMILIES: dict[str, tuple[tuple[int, int, int], tuple[int, int, int], str, str]] = {
@@ -58,7 +68,12 @@ STUFF_TEXTURES: dict[str, tuple[str, str]] = {
     "speckled": ("speckled", "grainy"),
     "brick": ("brick", "masonry"),
     "hazy": ("hazy", "misty"),
+    "wavy": ("wavy", "rippled"),  # novel attribute
 }
+# Attributes never shown by the segmentation training split (last entries of the tables above, so the
+# base attributes keep their positions in the checkerboard split).
+NOVEL_ATTRIBUTES: frozenset[str] = frozenset({"white", "ringed", "wavy"})
+GROUPS = ("seen", "novel_combination", "novel_attribute")
 
 
 @dataclass(frozen=True)
@@ -75,13 +90,21 @@ class Concept:
     color: tuple[int, int, int]  # panoptic palette colour (also used for overlays)
 
     @property
-    def seen_in_coco(self) -> bool:
-        """The checkerboard split: half of the combinations are seen by the COCO-like training set."""
+    def group(self) -> str:
+        """``novel_attribute`` if an attribute is in :data:`NOVEL_ATTRIBUTES`; otherwise the checkerboard
+        split of the base attributes: ``seen`` (in the COCO-like training set) or ``novel_combination``."""
+        if self.a in NOVEL_ATTRIBUTES or self.b in NOVEL_ATTRIBUTES:
+            return "novel_attribute"
         if self.isthing:
             i, j = list(THING_PATTERNS).index(self.a), list(THING_COLOURS).index(self.b)
         else:
             i, j = list(STUFF_TEXTURES).index(self.a), list(STUFF_FAMILIES).index(self.b)
-        return (i + j) % 2 == 0
+        return "seen" if (i + j) % 2 == 0 else "novel_combination"
+
+    @property
+    def seen_in_coco(self) -> bool:
+        """Whether the COCO-like segmentation training set shows this class."""
+        return self.group == "seen"
 
 
 def pluralise(phrase: str) -> str:
@@ -95,7 +118,7 @@ def pluralise(phrase: str) -> str:
 
 
 def build_universe() -> list[Concept]:
-    """All concepts: 24 things (4 patterns x 6 colours) then 24 stuff (6 textures x 4 families)."""
+    """All concepts: 35 things (5 patterns x 7 colours) then 28 stuff (7 textures x 4 families)."""
     out: list[Concept] = []
     for p in THING_PATTERNS:
         for c, rgb in THING_COLOURS.items():
@@ -219,8 +242,9 @@ def _stripes(c: Canvas, period: float, theta: float, phase: float, duty: float =
     return np.mod(t, period) < duty * period
 
 
-def thing_texture(c: Canvas, pattern: str, rng: np.random.Generator) -> np.ndarray:
-    """Boolean (S, S) map of where the dark secondary shade is drawn."""
+def thing_texture(c: Canvas, pattern: str, rng: np.random.Generator,
+                  centre: tuple[float, float] | None = None) -> np.ndarray:
+    """Boolean (S, S) map of where the dark secondary shade is drawn (``centre``: the object's, for rings)."""
     s = c.scale
     if pattern == "plain":
         return np.zeros((c.size, c.size), bool)
@@ -236,6 +260,11 @@ def thing_texture(c: Canvas, pattern: str, rng: np.random.Generator) -> np.ndarr
         per = 5.0 * s
         oy, ox = rng.uniform(0, per, 2)
         return (np.floor((c.yy + oy) / per) + np.floor((c.xx + ox) / per)) % 2 == 0
+    if pattern == "ringed":  # concentric rings around the object's centre
+        per = 6.0 * s
+        cy, cx = centre if centre is not None else (c.size / 2, c.size / 2)
+        d = np.hypot(c.yy - cy, c.xx - cx) + rng.uniform(0, per)
+        return np.mod(d, per) < 0.45 * per
     raise ValueError(pattern)
 
 
@@ -272,6 +301,13 @@ def stuff_texture(c: Canvas, texture: str, rng: np.random.Generator) -> np.ndarr
         t = (c.xx * np.cos(theta) + c.yy * np.sin(theta)) / c.size
         t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
         return (0.85 * t).astype(np.float32)
+    if texture == "wavy":  # smooth sinusoidal bands that meander
+        theta = rng.uniform(0, np.pi)
+        u, v = _rotated(c, 0.0, 0.0, theta)
+        per, amp, per_v = 10.0 * s, 2.5 * s, 16.0 * s
+        phase = rng.uniform(0, 2 * np.pi, 2)
+        w = np.sin(2 * np.pi * (u + amp * np.sin(2 * np.pi * v / per_v + phase[0])) / per + phase[1])
+        return (0.5 + 0.5 * w).astype(np.float32)
     raise ValueError(texture)
 
 
@@ -282,7 +318,9 @@ def _jitter(rng: np.random.Generator, rgb, amount: float) -> np.ndarray:
 def paint_thing(c: Canvas, img: np.ndarray, mask: np.ndarray, concept: Concept, rng) -> None:
     base = _jitter(rng, concept.color, 14)
     dark = base * 0.36
-    tex = thing_texture(c, concept.a, rng)
+    ys, xs = np.nonzero(mask)
+    centre = (float(ys.mean()), float(xs.mean())) if len(ys) else None
+    tex = thing_texture(c, concept.a, rng, centre)
     img[mask] = base
     img[mask & tex] = dark
 
