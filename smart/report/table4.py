@@ -68,5 +68,10 @@ def build_table4(*, params: dict, metrics_dir: str | Path, profile: str) -> pd.D
         if other != cell and other in runnable:
             rows.append(_row("after tuning", other, "after", records(other), datasets, profile))
     df = pd.DataFrame(rows)
+    order = ["case", "source", "profile"]  # per dataset: oIoU, its std, then the groups' (mean, std)
+    for ds in datasets:
+        base = f"{ds}_oIoU"
+        order += [base, f"{base}_std"] + [c for g in GROUPS for c in (f"{base}_{SHORT[g]}", f"{base}_{SHORT[g]}_std")]
+    df = df[[c for c in order if c in df.columns] + ["seeds"]]
     df["seeds"] = df["seeds"].astype("Int64")
     return df
