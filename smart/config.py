@@ -588,6 +588,10 @@ def check_report(params: dict, *, source: str | Path | None = None) -> dict:
     cell(rep["table2"]["cell"], "report.table2.cell")
     if rep["table2"]["dataset"] not in EVAL_DATASETS:
         raise ConfigError(f"unknown dataset {rep['table2']['dataset']!r}", path=source, field="report.table2.dataset")
+    for part in TABLE3_KEYS:
+        if part not in rep["table3"]:
+            raise ConfigError("missing key (every part of Table 3 names its rows' cells)", path=source,
+                              field=f"report.table3.{part}")
     for part, rows in rep["table3"].items():
         if part not in TABLE3_KEYS:
             raise ConfigError(f"unknown part (allowed: {', '.join(TABLE3_KEYS)})", path=source,

@@ -104,8 +104,9 @@ def smoke_params(base: dict, *, image_size: int, iterations: int, test_size: lis
                      "c_da_layers": {"2": "smart_swinb"},
                      "d_components": {"baseline": "frozen", "sma_qpt": "smart_swinb"},
                      "e_extra_tuning": {"smart": "smart_swinb", "mask_generator": "table3e_maskgen"},
-                     "f_vlm_backbone": {"ViT-L-14-336": "smart_swinb"}}
-    rep["table4"] = {"cell": "smart_swinb", "datasets": ["refcoco", "refcoco+"]}
+                     "f_vlm_backbone": {"ViT-L-14-336": "smart_swinb"},
+                     "g_interpretation": {"smart": "smart_swinb"}}
+    rep["table4"] = {"cell": "smart_swinb", "compare": [], "datasets": ["refcoco", "refcoco+"]}
     rep["fig2"] = {"a": {"baseline": "frozen", "oracle_generator": "fig2a_oracle_generator",
                          "oracle_classifier": "fig2a_oracle_classifier"},
                    "b": {"pretrained_frozen": "smart_swinb", "scratch": "table3e_maskgen"}}

@@ -38,3 +38,17 @@ def test_unreadable_params_file(tmp_path):
     p.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ConfigError, match="mapping"):
         load_params(p)
+
+
+@pytest.mark.parametrize("edit,field", [
+    (lambda r: r["table3"].pop("g_interpretation"), "report.table3.g_interpretation"),
+    (lambda r: r["table4"].__setitem__("compare", ["no_such_cell"]), "report.table4.compare[0]"),
+])
+def test_report_errors_name_the_key(edit, field):
+    from smart.experiment import Experiment
+
+    params = copy.deepcopy(load_params("params.yaml"))
+    edit(params["report"])
+    with pytest.raises(ConfigError) as e:
+        Experiment.from_params(params, source="params.yaml")
+    assert field in str(e.value)

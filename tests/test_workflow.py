@@ -177,6 +177,20 @@ def test_every_table_and_figure_is_a_target():
         assert name in stages
 
 
+def test_table4_compare_cells_get_refer_jobs_and_feed_the_table():
+    from smart.dag import build_stages, report_inputs
+
+    exp = Experiment.load(REPO / "params.yaml")
+    compare = exp.report["table4"]["compare"]
+    assert compare, "params.yaml compares tuning choices in Table 4"
+    names = {st.name for st in build_stages(exp)}
+    inputs = set(report_inputs(exp, "table4"))
+    for cell in [exp.report["table4"]["cell"], *compare]:
+        for seed in exp.cell(cell).seeds:
+            assert f"refer-{cell}-s{seed}" in names
+            assert P.refer_metrics(cell, seed) in inputs
+
+
 def test_seeds_and_grid_of_the_mini_profile():
     exp = Experiment.load(REPO / "params.yaml")
     assert exp.profile == "mini"
@@ -224,7 +238,7 @@ def micro_params() -> dict:
                      "e_extra_tuning": {"smart": "smart"},
                      "f_vlm_backbone": {"ViT-B-16": "table3f_vitb16", "ViT-L-14-336": "smart"},
                      "g_interpretation": {"smart": "smart"}}
-    rep["table4"]["compare"] = ["smart"]  # a compared cell's refer jobs too
+    rep["table4"]["compare"] = []  # compared cells' refer jobs: test_table4_compare_cells_get_refer_jobs...
     rep["fig6"] = {"iterations": ["fig6_iters_a", "smart"], "fraction": ["fig6_data_a", "smart"]}
     return params
 
