@@ -138,6 +138,11 @@ def cluster_resources(st: Stage, profile: str) -> dict:
     return out
 
 
+# The mini world's class groups, read by evaluation, the dataset check, referring and the tables (their code
+# lives with the world's generator, so the stages that read the groups name it themselves).
+GROUP_CODE = ("smart/data/mini/groups.py", "smart/data/mini/world.py")
+
+
 def stage_name(stage: str, item: str | None = None) -> str:
     """DVC stage names: '@' is reserved for foreach stages, so use '-' (and spell out '+')."""
     return stage if item is None else f"{stage}-{item.replace('+', '_plus')}"
@@ -323,7 +328,7 @@ def build_stages(exp: Experiment) -> list[Stage]:
                       deps=tuple([P.train_outputs(cell.model_cell, seed)["model"]] + extra + ready + clip_weights(exp)),
                       outs=tuple(Out(f, cache=False) for f in files + details),
                       params=("eval",) + cell_params[name] + fly + user_keys(cell.datasets),
-                      code=("smart/eval", "smart/model", "smart/data/sources.py"),
+                      code=("smart/eval", "smart/model", "smart/data/sources.py") + GROUP_CODE,
                       log=P.log("eval", f"{name}/s{seed}"), gpu=gpu))
 
     # ---------------------------------------------------------------- Table 2 benchmark, Table 4 refer
@@ -356,7 +361,7 @@ def build_stages(exp: Experiment) -> list[Stage]:
                                  + _generator_dir(exp, cell.train.generator_config.get("pretrained"))),
                       outs=(Out(m, cache=False), Out(d, cache=False)),
                       params=("report.table4", f"proposals.{prof}") + cell_params[rcell],
-                      code=("smart/eval", "smart/model", "smart/data/sources.py"),
+                      code=("smart/eval", "smart/model", "smart/data/sources.py") + GROUP_CODE,
                       log=P.log("refer", f"{rcell}/s{seed}"), gpu=gpu))
 
     # ---------------------------------------------------------------- dataset checks and pictures
@@ -366,7 +371,8 @@ def build_stages(exp: Experiment) -> list[Stage]:
         add(Stage(stage_name("check_dataset", ds), ("check-dataset", ds, "--profile", prof, "--root", root, *user,
                                                      "--out", P.dataset_check(ds)),
                   deps=ready, outs=(Out(P.dataset_check(ds), cache=False),), params=user_keys([ds]),
-                  code=("smart/data/registry.py", "smart/data/check.py"), log=P.log("check_dataset", ds)))
+                  code=("smart/data/registry.py", "smart/data/check.py") + GROUP_CODE,
+                  log=P.log("check_dataset", ds)))
         add(Stage(stage_name("dataset_grid", ds), ("show-dataset", ds, "--profile", prof, "--root", root, *user,
                                                     "--out", P.dataset_grid(ds)),
                   deps=ready, outs=(Out(P.dataset_grid(ds), cache=False),), params=user_keys([ds]),
@@ -384,7 +390,7 @@ def build_stages(exp: Experiment) -> list[Stage]:
                   params=(f"report.{P.REPORT_KEY.get(name, name)}", "cell_defaults")
                   + tuple(f"cells.{c}" for c in report_cells(exp, name))
                   + ((f"train_defaults.{prof}",) if name == "fig6" else ()),
-                  code=("smart/report",), log=P.log("report", name), local=True))
+                  code=("smart/report",) + GROUP_CODE, log=P.log("report", name), local=True))
     q = rep.get("qualitative")
     if q and q["baseline"] in exp.cells and q["smart"] in exp.cells:  # Figs. 4-5: the models on a few images
         cols = [exp.cell(q["baseline"]), exp.cell(q["smart"])]

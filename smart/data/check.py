@@ -8,10 +8,9 @@ COCO-like training set.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
+
+from smart.data.mini.groups import groups_by_name
 
 
 def dataset_stats(ds, limit: int | None = None) -> dict:
@@ -54,12 +53,9 @@ def dataset_stats(ds, limit: int | None = None) -> dict:
         "per_class": {ds.vocab[t].name: {"pixel_fraction": round(float(pixels[t]) / max(total, 1), 6),
                                          "instances": int(instances[t])} for t in present},
     }
-    world = Path(ds.root) / "vocab" / "world.json"
-    if world.exists():  # mini profile: which present classes are held out from COCO-like training
-        w = json.loads(world.read_text())
-        held = {w["universe"][i]["name"] for i in w["held_out"]}
-        stats["held_out_classes_present"] = sorted(ds.vocab[t].name for t in present if ds.vocab[t].name in held)
-        novel = {c["name"] for c in w["universe"] if c.get("group") == "novel_attribute"}
-        stats["novel_attribute_classes_present"] = sorted(ds.vocab[t].name for t in present
-                                                          if ds.vocab[t].name in novel)
+    groups = groups_by_name(ds.root)
+    if groups is not None:  # mini profile: which present classes are held out from COCO-like training
+        names = [ds.vocab[t].name for t in present]
+        stats["held_out_classes_present"] = sorted(n for n in names if groups.get(n, "seen") != "seen")
+        stats["novel_attribute_classes_present"] = sorted(n for n in names if groups.get(n) == "novel_attribute")
     return stats

@@ -196,8 +196,8 @@ def benchmark_model(model: torch.nn.Module, dataset: Any, *,
     tasks = tuple(tasks) if tasks is not None else _tasks(dataset)
     is_thing = dataset.vocab.thing_mask if "panoptic" in tasks else None
     text = model.encode_text(dataset.vocab)  # once per vocabulary (frozen text tower): not timed
-    classifier_bf16 = bf16 and (device.type == "cuda" or cpu_bf16)
     autocast = inference_autocast(device.type, bf16, cpu=cpu_bf16)
+    classifier_bf16 = isinstance(autocast, torch.autocast)
     if compile and warmup < 1:
         raise InputError("torch.compile compiles on the first image: use at least one warm-up image", field="warmup")
     forward = torch.compile(model) if compile else model

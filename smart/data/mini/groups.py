@@ -8,55 +8,38 @@ datasets have no such file: there every function returns None and no group numbe
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
+from smart.data.mini.world import GROUPS
 from smart.errors import InputError
 
-GROUPS = ("seen", "novel_combination", "novel_attribute")
+__all__ = ["GROUPS", "SHORT", "groups_by_index", "groups_by_name"]
+
 SHORT = {"seen": "seen", "novel_combination": "novel_comb", "novel_attribute": "novel_attr"}  # metric suffixes
 
 
-def _world(root: str | Path) -> dict | None:
+def _universe(root: str | Path) -> list[dict] | None:
+    """The classes of ``vocab/world.json`` (each with its ``group``); None where the file does not exist."""
     path = Path(root) / "vocab" / "world.json"
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        universe = json.loads(path.read_text())["universe"]
+    except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"cannot read the mini world's description: {exc}", path=path) from None
+    if any("group" not in c for c in universe):
+        raise InputError("world.json has no class groups: regenerate the mini world (make-mini vocab)",
+                         path=path, field="universe.group")
+    return universe
 
 
 def groups_by_name(root: str | Path) -> dict[str, str] | None:
     """Class name -> group of every class of the mini world under ``root``; None without ``vocab/world.json``."""
-    w = _world(root)
-    if w is None:
-        return None
-    if any("group" not in c for c in w["universe"]):
-        raise InputError("world.json has no class groups: regenerate the mini world (make-mini vocab)",
-                         path=Path(root) / "vocab" / "world.json", field="universe.group")
-    return {c["name"]: c["group"] for c in w["universe"]}
+    universe = _universe(root)
+    return None if universe is None else {c["name"]: c["group"] for c in universe}
 
 
 def groups_by_index(root: str | Path) -> dict[int, str] | None:
     """Universe index -> group (the referring sets' ``category_id``); None without ``vocab/world.json``."""
-    w = _world(root)
-    if w is None:
-        return None
-    return {int(c["index"]): c["group"] for c in w["universe"] if "group" in c} or None
-
-
-def vocabulary_groups(root: str | Path, names: Sequence[str]) -> list[str] | None:
-    """The group of each class of a benchmark's vocabulary (contiguous order), or None outside the mini world.
-
-    Raises:
-        InputError: a class name the mini world does not know.
-    """
-    by_name = groups_by_name(root)
-    if by_name is None:
-        return None
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        raise InputError(f"classes not in the mini world: {', '.join(missing[:5])}",
-                         path=Path(root) / "vocab" / "world.json", field="universe")
-    return [by_name[n] for n in names]
+    universe = _universe(root)
+    return None if universe is None else {int(c["index"]): c["group"] for c in universe}
