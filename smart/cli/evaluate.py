@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="prediction JSON (annotations with segments_info)")
     p.add_argument("--pred-dir", type=Path, default=None,
                    help="prediction PNG folder (default: prediction JSON path without .json)")
+    p.add_argument("--empty-gt-stuff", action="store_true",
+                   help="accept GT stuff segments listed with no pixel in the GT PNG, counted as false "
+                        "negatives as panopticapi does (Mask2Former's ADE20K-150 panoptic GT has them)")
     _common(p)
 
     s = sub.add_parser("semantic", help="mIoU / fwIoU / pACC of semantic label maps",
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
         res = evaluate_panoptic_files(args.gt_json, args.pred_json, args.gt_dir, args.pred_dir,
                                       workers=args.workers, strict=not args.lenient,
-                                      show_progress=not args.no_progress)
+                                      empty_gt_stuff=args.empty_gt_stuff, show_progress=not args.no_progress)
         print(format_table(res))
         log.info("PQ implementation: %s", res["definitions"]["implementation"])
     else:

@@ -43,6 +43,10 @@ class DatasetSpec:
     ignore_label: int | None = 255  # None = number of classes (Mapillary's convention: 65)
     refer_json: str | None = None
     description: str = ""
+    # The GT JSON may list stuff segments with no pixel in the PNG (Mask2Former's ADE20K-150 panoptic
+    # GT keeps a stuff region that things cover entirely); they stay in segments_info (PQ counts them
+    # as false negatives, as panopticapi) and are no training or oracle target.
+    empty_gt_stuff: bool = False
 
 
 _A = "ADEChallengeData2016"
@@ -55,7 +59,8 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in [
                 "coco/panoptic_semseg_val2017", description="COCO panoptic val2017 (COCO*, closed vocabulary)"),
     DatasetSpec("ade20k_150_val_panoptic", "ade20k_150", "panoptic", f"{_A}/images/validation",
                 f"{_A}/ade20k_panoptic_val.json", f"{_A}/ade20k_panoptic_val",
-                f"{_A}/annotations_detectron2/validation", description="ADE20K-150 val (panoptic + semantic)"),
+                f"{_A}/annotations_detectron2/validation", description="ADE20K-150 val (panoptic + semantic)",
+                empty_gt_stuff=True),
     DatasetSpec("ade20k_847_val_sem", "ade20k_847", "semantic", "ADE20K_2021_17_01/images_detectron2/validation",
                 semseg_dir="ADE20K_2021_17_01/annotations_detectron2/validation", semseg_ext=".tif",
                 ignore_label=65535, description="ADE20K-847 val (semantic)"),
@@ -430,8 +435,12 @@ class Dataset:
                 raise DatasetError(f"segment ids {sorted(png_ids - json_ids)[:5]} are in the PNG but not in "
                                    f"segments_info of image {rec['image_id']!r}", path=rec["pan_seg_file"],
                                    field="segments_info")
-            if json_ids - png_ids:
-                raise DatasetError(f"segments {sorted(json_ids - png_ids)[:5]} of image {rec['image_id']!r} "
+            missing = json_ids - png_ids
+            if self.spec.empty_gt_stuff:
+                missing = {s["id"] for s in rec["segments_info"]
+                           if s["id"] in missing and (s["isthing"] or s["iscrowd"])}
+            if missing:
+                raise DatasetError(f"segments {sorted(missing)[:5]} of image {rec['image_id']!r} "
                                    f"have no pixels in the PNG", path=rec["pan_seg_file"], field="segments_info")
             out["pan_ids"] = ids
         if "sem_seg_file" in rec:

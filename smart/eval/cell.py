@@ -112,7 +112,8 @@ def evaluate_model(model: torch.nn.Module, dataset: Any, *, settings: EvalSettin
     if task not in ("panoptic", "semantic"):
         raise InputError(f"eval-cell scores panoptic or semantic benchmarks; {dataset.name!r} is {task}",
                          field="dataset")
-    pan = PanopticAccumulator(vocab.to_json_list()) if task == "panoptic" else None
+    pan = (PanopticAccumulator(vocab.to_json_list(), empty_gt_stuff=dataset.spec.empty_gt_stuff)
+           if task == "panoptic" else None)
     sem = None
     has_sem = task == "semantic" or bool(dataset.spec.semseg_dir)
     if has_sem:

@@ -23,7 +23,11 @@ Input checking. With ``strict=True`` (the default) every inconsistency is an :cl
 naming the file, the image and the segment: GT images without prediction, predictions for images not
 in the GT, duplicate image or segment ids, segment id 0 listed in ``segments_info``, segments listed
 in the JSON but absent from the PNG or the reverse (GT and prediction), unknown category ids (GT and
-prediction), missing ``area``/``iscrowd`` on GT segments, and id maps of different sizes. With
+prediction), missing ``area``/``iscrowd`` on GT segments, and id maps of different sizes. One
+exception, ``empty_gt_stuff=True``: a GT segment of a stuff category, not crowd, may be listed in
+the JSON with no pixel in the PNG. Mask2Former's ADE20K-150 panoptic ground truth has such segments
+(a stuff region that things cover entirely keeps its JSON entry and area); panopticapi counts them as
+false negatives, and so does this module. With
 ``strict=False`` only what panopticapi itself rejects is an error, and the GT-side inconsistencies it
 tolerates are logged as warnings and handled as panopticapi handles them (e.g. last record wins for
 a repeated segment id, a GT PNG id absent from the JSON is neither VOID nor a segment).
@@ -203,10 +207,11 @@ def _pair_counts(gt: np.ndarray, pred: np.ndarray) -> tuple[list, list, list]:
 
 def evaluate_image(image_id: Any, gt_ids: Any, gt_segments_info: Sequence[Mapping], pred_ids: Any,
                    pred_segments_info: Sequence[Mapping], categories: Mapping, *, strict: bool = True,
-                   gt_path: Any = None, pred_path: Any = None) -> ImageStats:
+                   empty_gt_stuff: bool = False, gt_path: Any = None, pred_path: Any = None) -> ImageStats:
     """Evaluate one image. ``categories`` maps category id -> category dict (from the GT JSON).
 
     ``gt_ids`` / ``pred_ids`` are H×W integer segment-id maps (or H×W×3 uint8 RGB-encoded arrays).
+    ``empty_gt_stuff``: non-crowd GT stuff segments may have no pixel (see the module docstring).
     """
     stats = ImageStats(image_id)
     warnings = stats.warnings
@@ -252,12 +257,18 @@ def evaluate_image(image_id: Any, gt_ids: Any, gt_segments_info: Sequence[Mappin
     # GT consistency (panopticapi does not check it; strict mode does)
     png_only = [g for g in gt_area_png if g != VOID and g not in gt_segms]
     gt_json_only = [g for g in gt_segms if g not in gt_area_png]
-    for ids, what in ((png_only, "in the GT PNG but not in its segments_info"),
-                      (gt_json_only, "in the GT segments_info but not in the PNG")):
+    if empty_gt_stuff:  # stuff covered entirely by things, as Mask2Former's ADE20K-150 GT lists it
+        gt_json_only = [g for g in gt_json_only if gt_segms[g].iscrowd == 1
+                        or categories.get(gt_segms[g].category_id, {}).get("isthing", 1) == 1]
+    for ids, what, hint in ((png_only, "in the GT PNG but not in its segments_info", ""),
+                            (gt_json_only, "in the GT segments_info but not in the PNG",
+                             "" if empty_gt_stuff else
+                             " (Mask2Former's ADE20K-150 GT lists stuff that things cover entirely: "
+                             "evaluate such GT with --empty-gt-stuff)")):
         if ids:
             msg = f"GT segments {ids[:10]} are {what}"
             if strict:
-                raise InputError(msg, path=gt_path, field=_where(image_id, ids[0]))
+                raise InputError(msg + hint, path=gt_path, field=_where(image_id, ids[0]))
             warnings.append(f"{_where(image_id, ids[0])}: {msg}")
 
     counts = stats.counts
@@ -348,15 +359,17 @@ class PanopticAccumulator:
         categories: the GT JSON's ``categories`` list (``id``, ``isthing``, optional ``name``) or an
             already indexed ``{id: category}`` dict.
         strict: see the module docstring.
+        empty_gt_stuff: accept non-crowd GT stuff segments with no pixel (see the module docstring).
     """
 
     def __init__(self, categories: Sequence[Mapping] | Mapping, *, strict: bool = True,
-                 source: Any = None):
+                 empty_gt_stuff: bool = False, source: Any = None):
         if isinstance(categories, Mapping):
             self.categories = dict(categories)
         else:
             self.categories = index_categories(categories, path=source, strict=strict)
         self.strict = strict
+        self.empty_gt_stuff = empty_gt_stuff
         self.iou: dict = defaultdict(float)
         self.tp: dict = defaultdict(int)
         self.fp: dict = defaultdict(int)
@@ -370,7 +383,8 @@ class PanopticAccumulator:
             pred_path: Any = None) -> ImageStats:
         """Evaluate one image (H×W id maps + ``segments_info`` lists, category ids of the GT JSON)."""
         stats = evaluate_image(image_id, gt_seg_ids, gt_segments_info, pred_seg_ids, pred_segments_info,
-                               self.categories, strict=self.strict, gt_path=gt_path, pred_path=pred_path)
+                               self.categories, strict=self.strict, empty_gt_stuff=self.empty_gt_stuff,
+                               gt_path=gt_path, pred_path=pred_path)
         self.add_stats(stats)
         return stats
 
@@ -512,9 +526,10 @@ def _pair_annotations(gt_anns: list, pred_anns: list, gt_json: Path, pred_json: 
 _WORKER_STATE: dict = {}
 
 
-def _init_worker(categories: dict, strict: bool) -> None:
+def _init_worker(categories: dict, strict: bool, empty_gt_stuff: bool) -> None:
     _WORKER_STATE["categories"] = categories
     _WORKER_STATE["strict"] = strict
+    _WORKER_STATE["empty_gt_stuff"] = empty_gt_stuff
 
 
 def _eval_task(task: tuple) -> Any:
@@ -523,17 +538,19 @@ def _eval_task(task: tuple) -> Any:
         gt = read_panoptic_png(gt_path, image_id=image_id, dtype=np.uint32)  # (H, W)
         pred = read_panoptic_png(pred_path, image_id=image_id, dtype=np.uint32)
         return evaluate_image(image_id, gt, gt_segments, pred, pred_segments, _WORKER_STATE["categories"],
-                              strict=_WORKER_STATE["strict"], gt_path=gt_path, pred_path=pred_path)
+                              strict=_WORKER_STATE["strict"], empty_gt_stuff=_WORKER_STATE["empty_gt_stuff"],
+                              gt_path=gt_path, pred_path=pred_path)
     except InputError as exc:  # re-raised in the parent with its path and field
         return ("InputError", exc.message, exc.path, exc.field)
 
 
 def evaluate_panoptic_files(gt_json: str | Path, pred_json: str | Path, gt_dir: str | Path | None = None,
                             pred_dir: str | Path | None = None, *, workers: int = 1, strict: bool = True,
-                            show_progress: bool = True) -> dict:
+                            empty_gt_stuff: bool = False, show_progress: bool = True) -> dict:
     """PQ of a COCO-panoptic prediction set (JSON + PNG folder) against a GT set; panopticapi's result dict.
 
-    Folders default to the JSON path without ``.json`` (panopticapi's convention).
+    Folders default to the JSON path without ``.json`` (panopticapi's convention). ``empty_gt_stuff``:
+    see the module docstring (needed for Mask2Former's ADE20K-150 ground truth).
     """
     from smart.utils.logging import progress
     from smart.utils.parallel import worker_map
@@ -548,7 +565,8 @@ def evaluate_panoptic_files(gt_json: str | Path, pred_json: str | Path, gt_dir: 
     pred = load_json(pred_json, "prediction JSON")
     if not isinstance(gt, Mapping) or "categories" not in gt:
         raise InputError("GT JSON has no 'categories'", path=gt_json, field="categories")
-    acc = PanopticAccumulator(index_categories(gt["categories"], path=gt_json, strict=strict), strict=strict)
+    acc = PanopticAccumulator(index_categories(gt["categories"], path=gt_json, strict=strict), strict=strict,
+                              empty_gt_stuff=empty_gt_stuff)
     pairs = _pair_annotations(_annotations(gt, gt_json, "GT"), _annotations(pred, pred_json, "prediction"),
                               gt_json, pred_json, strict)
     tasks = [(g["image_id"], gt_dir / g["file_name"], g["segments_info"], pred_dir / p["file_name"],
@@ -557,7 +575,7 @@ def evaluate_panoptic_files(gt_json: str | Path, pred_json: str | Path, gt_dir: 
     workers = max(1, min(int(workers), len(tasks) or 1))
     chunk = max(1, min(32, len(tasks) // (4 * workers)))
     with worker_map(_eval_task, tasks, workers=workers, chunksize=chunk, initializer=_init_worker,
-                    initargs=(acc.categories, strict)) as results:
+                    initargs=(acc.categories, strict, empty_gt_stuff)) as results:
         for r in progress(results, total=len(tasks), desc="PQ", unit="img", disable=not show_progress or None):
             if isinstance(r, tuple):
                 raise InputError(r[1], path=r[2], field=r[3])

@@ -384,14 +384,21 @@ def targets_from_panoptic(pan_ids: Any, segments_info: Sequence[Mapping], *, cla
         class_key: the field holding the contiguous class id.
         include_crowd: keep ``iscrowd`` segments (default False: Mask2Former drops them from targets).
         device: where to put the tensors.
+
+    A listed segment with no pixel in ``pan_ids`` (a stuff region that things cover entirely, which
+    Mask2Former's ADE20K-150 GT keeps in its JSON) is no target.
     """
     ids = torch.as_tensor(np.asarray(pan_ids), device=device)  # (H, W)
     segs = [s for s in segments_info if include_crowd or not s.get("iscrowd", 0)]
-    labels = torch.as_tensor([int(s[class_key]) for s in segs], dtype=torch.int64, device=device)  # (N,)
     if segs:
         seg_ids = torch.as_tensor([int(s["id"]) for s in segs], dtype=ids.dtype, device=device)  # (N,)
         masks = ids.unsqueeze(0) == seg_ids[:, None, None]  # (N, H, W)
+        keep = masks.flatten(1).any(dim=1)  # (N,) False for a segment with no pixel
+        if not bool(keep.all()):
+            masks = masks[keep]  # (N', H, W)
+            segs = [s for s, k in zip(segs, keep.tolist()) if k]
     else:
         masks = torch.zeros((0, *ids.shape), dtype=torch.bool, device=device)  # (0, H, W)
+    labels = torch.as_tensor([int(s[class_key]) for s in segs], dtype=torch.int64, device=device)  # (N,)
     return {"labels": labels, "masks": masks}
 

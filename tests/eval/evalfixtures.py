@@ -69,8 +69,12 @@ def _paint(rng, h, w, n_rects, lo=2, hi=None):
 
 
 def random_panoptic(rng, n_images: int, categories: list[dict], *, h=24, w=32, string_ids=False,
-                    crowd_p=0.2, void_p=0.15, area_jitter_p=0.1):
-    """Random (gt_images, pred_images) with crowd, VOID, shifted/merged/relabelled predictions."""
+                    crowd_p=0.2, void_p=0.15, area_jitter_p=0.1, empty_stuff_p=0.0):
+    """Random (gt_images, pred_images) with crowd, VOID, shifted/merged/relabelled predictions.
+
+    ``empty_stuff_p``: probability that an image's GT also lists a stuff segment with no pixel (as
+    Mask2Former's ADE20K-150 GT does for stuff that things cover entirely).
+    """
     cat_ids = [c["id"] for c in categories]
     gts, preds = [], []
     for i in range(n_images):
@@ -97,6 +101,15 @@ def random_panoptic(rng, n_images: int, categories: list[dict], *, h=24, w=32, s
             if rng.random() < area_jitter_p:
                 area += int(rng.integers(0, 4))
             segments.append(seg(sid, cat, area=area, iscrowd=crowd))
+        stuff_ids = [c["id"] for c in categories if not c["isthing"]]
+        if empty_stuff_p and stuff_ids and rng.random() < empty_stuff_p:
+            sid = int(rng.integers(1, 256**3))
+            while sid in used:
+                sid = int(rng.integers(1, 256**3))
+            used.add(sid)
+            cat = stuff_ids[int(rng.integers(len(stuff_ids)))]
+            segments.insert(int(rng.integers(len(segments) + 1)),
+                            seg(sid, cat, area=int(rng.integers(1, 40))))
         gts.append({"image_id": image_id, "ids": gt_ids, "segments": segments,
                     "file_name": f"{image_id}.png"})
 

@@ -99,7 +99,22 @@ def test_gt_segment_in_png_not_in_json(tmp_path):
 
 def test_gt_segment_in_json_not_in_png(tmp_path):
     g = img("im1", GT, [seg(1, A, GT), seg(2, B, GT), seg(3, B, area=4)])
-    check(tmp_path, [g], [good_pred()], "im1", "segment 3", "not in the PNG")
+    check(tmp_path, [g], [good_pred()], "im1", "segment 3", "not in the PNG", "--empty-gt-stuff")
+
+
+def test_empty_gt_stuff_admits_stuff_only(tmp_path):
+    """With empty_gt_stuff, a stuff segment without pixels is accepted; a thing or crowd one is not."""
+    g = img("im1", GT, [seg(1, A, GT), seg(2, B, GT), seg(3, B, area=4)])
+    for v in ("stream", "files"):
+        res = score(tmp_path / f"ok_{v}", [g], [good_pred()], CATS, v, empty_gt_stuff=True)
+        assert res["per_class"][B]["fn"] == 1 and res["per_class"][B]["tp"] == 1
+    for bad in (seg(3, A, area=4), seg(3, B, area=4, iscrowd=1)):
+        g = img("im1", GT, [seg(1, A, GT), seg(2, B, GT), bad])
+        for v in ("stream", "files"):
+            with pytest.raises(InputError) as ei:
+                score(tmp_path / f"bad_{v}_{bad['category_id']}_{bad['iscrowd']}", [g], [good_pred()], CATS, v,
+                      empty_gt_stuff=True)
+            assert "segment 3" in str(ei.value) and "not in the PNG" in str(ei.value)
 
 
 def test_unknown_prediction_category(tmp_path):

@@ -86,6 +86,42 @@ def test_agrees_with_panopticapi_on_crowd_heavy_void_heavy_sets(tmp_path, panopt
             assert {k: mine[s][k] for k in ("pq", "sq", "rq", "n")} == ref[s], (seed, s)
 
 
+def test_empty_gt_stuff_bit_identical_to_panopticapi(tmp_path, panopticapi_one_core):
+    """GT stuff segments listed with no pixel (Mask2Former's ADE20K-150 GT) are false negatives."""
+    pe = panopticapi_one_core
+    checked = 0
+    for seed in range(12):
+        (g, _), files = make(tmp_path / str(seed), 2000 + seed, empty_stuff_p=0.7)
+        mine = evaluate_panoptic_files(*files[:2], files[2], files[3], empty_gt_stuff=True, show_progress=False)
+        try:
+            ref = quiet(pe.pq_compute, *files)
+        except ZeroDivisionError:
+            continue
+        for s in SPLITS:
+            assert {k: mine[s][k] for k in ("pq", "sq", "rq", "n")} == ref[s], (seed, s)
+        checked += 1
+    assert checked >= 8
+
+
+def test_empty_gt_stuff_counts_as_false_negatives(tmp_path):
+    (g, p), files = make(tmp_path / "a", 7, empty_stuff_p=1.0)
+    n_empty = 0
+    for im in g:
+        present = set(np.unique(im["ids"]).tolist())
+        n_empty += sum(s["id"] not in present for s in im["segments"])
+    assert n_empty == len(g)
+    mine = evaluate_panoptic_files(*files[:2], files[2], files[3], empty_gt_stuff=True, show_progress=False)
+    for im in g:  # the same GT without those segments
+        present = set(np.unique(im["ids"]).tolist())
+        im["segments"] = [s for s in im["segments"] if s["id"] in present]
+    gj, gd = write_set(tmp_path / "b", "gt", g, CATS)
+    pj, pd = write_set(tmp_path / "b", "pred", p, CATS)
+    without = evaluate_panoptic_files(gj, pj, gd, pd, show_progress=False)
+    fn = sum(c["fn"] for c in mine["per_class"].values())
+    assert fn == sum(c["fn"] for c in without["per_class"].values()) + n_empty
+    assert sum(c["tp"] for c in mine["per_class"].values()) == sum(c["tp"] for c in without["per_class"].values())
+
+
 def test_agrees_with_hotcoco(tmp_path):
     hp = pytest.importorskip("hotcoco.panoptic")
     for seed in range(25):

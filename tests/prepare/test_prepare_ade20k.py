@@ -9,12 +9,12 @@ from smart.data.prepare import ade20k
 from smart.data.prepare.runner import prepare_dataset
 from smart.errors import DatasetError
 
-# Palette (VOC colour map of category + 1), written out by hand:
-WALL = 128  # category 0 -> voc(1) = (128, 0, 0)
-SKY = 128 + 128 * 256  # category 2 -> voc(3) = (128, 128, 0)
-FLOOR = 128 * 65536  # category 3 -> voc(4) = (0, 0, 128)
-BED = 64  # category 7 -> voc(8) = (64, 0, 0)
-PERSON = 192 + 128 * 65536  # category 12 -> voc(13) = (192, 0, 128)
+# Mask2Former's ADE20K palette (prepare_ade20k_pan_seg.py PALETTE), written out by hand:
+WALL = 120 + 120 * 256 + 120 * 65536  # category 0 -> (120, 120, 120)
+SKY = 6 + 230 * 256 + 230 * 65536  # category 2 -> (6, 230, 230)
+FLOOR = 80 + 50 * 256 + 50 * 65536  # category 3 -> (80, 50, 50)
+BED = 204 + 5 * 256 + 255 * 65536  # category 7 -> (204, 5, 255)
+PERSON = 150 + 5 * 256 + 61 * 65536  # category 12 -> (150, 5, 61)
 
 EXPECTED_SEM = {
     "validation": {
@@ -78,13 +78,15 @@ def test_panoptic_exact(ade_root):
         [0, 0, 0, P, P, P],  # table pixels (thing, no instance) stay VOID; the person covers a floor pixel
     ])
     # (the draws for this stem never hit a reserved stuff colour, so only black and BED are "taken")
-    j3, j5 = _jittered("ADE_val_00000002", (64, 0, 0), {(0, 0, 0), (64, 0, 0)}, 2)
+    j3, j5 = _jittered("ADE_val_00000002", (204, 5, 255), {(0, 0, 0), (204, 5, 255)}, 2)
     assert len({BED, j3, j5}) == 3
     np.testing.assert_array_equal(_ids(ade / "ade20k_panoptic_val/ADE_val_00000002.png"), [
-        [j3, BED, BED, WALL],  # the sky pixel is covered by bed instance G=3: the sky segment disappears
+        [j3, BED, BED, WALL],  # the sky pixel is covered by bed instance G=3: no sky pixel is left
         [WALL, BED, BED, WALL],
         [j5, j5, WALL, WALL],
     ])
+    # Areas and boxes are those of the painted masks, as in the reference: the floor segment keeps the
+    # pixel the person covers (area 6, not 5), and the sky segment is listed with no pixel in the PNG.
     data = json.loads((ade / "ade20k_panoptic_val.json").read_text())
     assert data["images"] == [
         {"id": "ADE_val_00000001", "file_name": "ADE_val_00000001.jpg", "width": 6, "height": 4},
@@ -93,12 +95,13 @@ def test_panoptic_exact(ade_root):
     assert data["annotations"] == [
         {"image_id": "ADE_val_00000001", "file_name": "ADE_val_00000001.png", "segments_info": [
             {"id": WALL, "category_id": 0, "area": 6, "bbox": [0, 0, 4, 2], "iscrowd": 0},
-            {"id": FLOOR, "category_id": 3, "area": 5, "bbox": [4, 0, 2, 3], "iscrowd": 0},
+            {"id": FLOOR, "category_id": 3, "area": 6, "bbox": [4, 0, 2, 4], "iscrowd": 0},
             {"id": BED, "category_id": 7, "area": 4, "bbox": [1, 1, 2, 2], "iscrowd": 0},
             {"id": PERSON, "category_id": 12, "area": 5, "bbox": [3, 2, 3, 2], "iscrowd": 0},
         ]},
         {"image_id": "ADE_val_00000002", "file_name": "ADE_val_00000002.png", "segments_info": [
             {"id": WALL, "category_id": 0, "area": 5, "bbox": [0, 0, 4, 3], "iscrowd": 0},
+            {"id": SKY, "category_id": 2, "area": 1, "bbox": [0, 0, 1, 1], "iscrowd": 0},
             {"id": BED, "category_id": 7, "area": 4, "bbox": [1, 0, 2, 2], "iscrowd": 0},
             {"id": j3, "category_id": 7, "area": 1, "bbox": [0, 0, 1, 1], "iscrowd": 0},
             {"id": j5, "category_id": 7, "area": 2, "bbox": [0, 2, 2, 1], "iscrowd": 0},
@@ -106,9 +109,11 @@ def test_panoptic_exact(ade_root):
     ]
     cats = data["categories"]
     assert len(cats) == 150 and sum(c["isthing"] for c in cats) == 100
-    assert cats[0] == {"id": 0, "name": "wall", "isthing": 0, "color": [128, 0, 0]}
-    assert cats[7] == {"id": 7, "name": "bed", "isthing": 1, "color": [64, 0, 0]}
-    assert cats[12]["color"] == [192, 0, 128] and cats[12]["isthing"] == 1
+    assert cats[0] == {"id": 0, "name": "wall", "isthing": 0, "color": [120, 120, 120]}
+    assert cats[7] == {"id": 7, "name": "bed", "isthing": 1, "color": [204, 5, 255]}
+    assert cats[8]["name"] == "window "  # the reference's names, trailing space included
+    assert cats[12]["color"] == [150, 5, 61] and cats[12]["isthing"] == 1
+    assert cats[149] == {"id": 149, "name": "flag", "isthing": 1, "color": [92, 0, 255]}
 
 
 def test_panoptic_byte_reproducible_and_resume(ade_root, tmp_path):
@@ -235,3 +240,41 @@ def test_empty_split(ade_root):
     with pytest.raises(DatasetError) as ei:
         _convert_val(ade_root)
     assert "images/validation" in str(ei.value) and "empty split" in str(ei.value)
+
+
+def test_prepared_gt_loads_and_scores_as_panopticapi(ade_root, make_ctx):
+    """The reference's GT (a stuff segment with no pixel) loads, is no target, and counts as a false
+    negative when the GT is scored against itself, as panopticapi counts it."""
+    from smart.data.registry import Dataset
+    from smart.eval.cell import gt_targets
+    from smart.eval.panoptic import evaluate_panoptic_files
+
+    assert prepare_dataset(make_ctx(ade_root), "ade20k_150")
+    ds = Dataset.open("ade150", profile="paper", root=ade_root)
+    s = ds[1]  # ADE_val_00000002: the sky segment has no pixel
+    assert SKY in {x["id"] for x in s["segments_info"]} and not (s["pan_ids"] == SKY).any()
+    t = gt_targets(s, len(ds.vocab), 255)
+    assert t["masks"].shape[0] == 4 and 2 not in t["labels"].tolist() and bool(t["masks"].flatten(1).any(1).all())
+
+    ade = ade_root / "ADEChallengeData2016"
+    gt_json, png_dir = ade / "ade20k_panoptic_val.json", ade / "ade20k_panoptic_val"
+    data = json.loads(gt_json.read_text())
+    pred = {"annotations": [dict(a, segments_info=[x for x in a["segments_info"]
+                                                   if (_ids(png_dir / a["file_name"]) == x["id"]).any()])
+                            for a in data["annotations"]]}
+    pred_json = ade_root / "pred.json"
+    pred_json.write_text(json.dumps(pred))
+    with pytest.raises(Exception, match="--empty-gt-stuff"):
+        evaluate_panoptic_files(gt_json, pred_json, png_dir, png_dir, show_progress=False)
+    res = evaluate_panoptic_files(gt_json, pred_json, png_dir, png_dir, empty_gt_stuff=True, show_progress=False)
+    assert res["per_class"][2]["fn"] == 1 and res["per_class"][2]["tp"] == 0  # the covered sky
+    assert sum(c["fn"] for c in res["per_class"].values()) == 1
+    assert all(c["fp"] == 0 for c in res["per_class"].values())
+    # the floor of image 1 matches with IoU 5/6: its union takes the JSON area (6), not its 5 pixels
+    assert res["per_class"][3]["iou_sum"] == pytest.approx(5 / 6) and res["per_class"][3]["tp"] == 1
+    # a thing segment without pixels stays an error of the loader
+    data["annotations"][1]["segments_info"].append({"id": 99, "category_id": 7, "area": 1, "bbox": [0, 0, 1, 1],
+                                                    "iscrowd": 0})
+    gt_json.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match="no pixels"):
+        Dataset.open("ade150", profile="paper", root=ade_root)[1]

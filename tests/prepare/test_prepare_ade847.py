@@ -53,14 +53,36 @@ def test_resize_rules():
     assert ade847.resized_shape(600, 520) == (591, 512)
     assert ade847.resized_shape(520, 600) == (512, 591)
     assert ade847.resized_shape(512, 2000) is None
-    lab = np.arange(6).reshape(2, 3)
-    # OpenCV INTER_NEAREST index rule: src = floor(dst * src_size / dst_size)
-    np.testing.assert_array_equal(ade847.resize_nearest(lab, 2, 1), [[0, 1]])
-    np.testing.assert_array_equal(ade847.resize_nearest(lab, 6, 4),
-                                  [[0, 0, 1, 1, 2, 2],
-                                   [0, 0, 1, 1, 2, 2],
-                                   [3, 3, 4, 4, 5, 5],
-                                   [3, 3, 4, 4, 5, 5]])
+
+
+def test_resized_image_byte_identical_to_reference(tmp_path, builders, make_ctx):
+    """A 600 x 520 textured image: decoded by PIL, cv2.resize INTER_LINEAR to 591 x 512, written by PIL
+    as JPEG with its defaults (the reference's steps); labels by cv2 INTER_NEAREST."""
+    import io
+
+    import cv2
+
+    root = builders.ade847(tmp_path / "datasets")
+    assert prepare_dataset(make_ctx(root), "ade20k_847")
+    src = root / "ADE20K_2021_17_01/images/ADE/training/urban/street/ADE_train_00000001.jpg"
+    arr = np.asarray(Image.open(src))
+    assert arr.shape == (520, 600, 3) and arr.std() > 10  # textured, short side over 512
+    ref = cv2.resize(arr, (591, 512), interpolation=cv2.INTER_LINEAR)
+    buf = io.BytesIO()
+    Image.fromarray(ref).save(buf, format="JPEG")
+    out = root / "ADE20K_2021_17_01/images_detectron2/training/ADE_train_00000001.jpg"
+    assert out.read_bytes() == buf.getvalue()
+    # PIL's (antialiasing) bilinear filter gives other pixels: the test tells the two apart
+    pil = np.asarray(Image.open(src).resize((591, 512), Image.BILINEAR))
+    assert (pil != ref).mean() > 0.2
+    # labels: nearest neighbour with OpenCV's index rule (source index = floor(dst * src / dst))
+    seg = np.asarray(Image.open(src.with_name("ADE_train_00000001_seg.png")))
+    cls = ade847.class_map(seg)
+    want = ade847._lut()[cv2.resize(cls, (591, 512), interpolation=cv2.INTER_NEAREST)]
+    got = _tif(root / "ADE20K_2021_17_01/annotations_detectron2/training/ADE_train_00000001.tif")
+    np.testing.assert_array_equal(got, want)
+    rows = np.minimum(np.floor(np.arange(512) * 520 / 512).astype(int), 519)
+    np.testing.assert_array_equal(got[:, 0], ade847._lut()[cls[rows, 0]])
 
 
 def test_resume(tmp_path, builders, make_ctx):

@@ -39,8 +39,10 @@ EXPECTED_459 = {
 
 
 def test_pc59_full_ids():
-    # the Detail API's 59 evaluation ids, sorted (its ``eval_orders`` list)
-    assert pc.pc59_full_ids() == (
+    # the Detail API's 59 evaluation ids, sorted (its ``eval_orders`` list), = fc-clip's table without 0
+    from smart.data.prepare.fixtures import PC59_IDS
+
+    assert pc.pc59_full_ids() == PC59_IDS == (
         2, 9, 18, 19, 22, 23, 25, 31, 33, 34, 44, 45, 46, 59, 65, 68, 72, 80, 85, 98, 104, 105, 113, 115,
         144, 158, 159, 162, 187, 189, 207, 220, 232, 258, 259, 260, 284, 295, 296, 308, 324, 326, 347, 349,
         354, 355, 360, 366, 368, 397, 415, 416, 420, 424, 427, 440, 445, 454, 458)
@@ -93,37 +95,132 @@ def test_resume(pascal_root):
     assert pc.convert_pc459(voc, out)["written"] == 0
 
 
-def test_unknown_label_id(pascal_root):
-    mat = pascal_root / "VOCdevkit/VOC2010/trainval/2008_000002.mat"
+def _voc_out(root):
+    return root / "VOCdevkit/VOC2010", root / "pascal_ctx_d2"
+
+
+def _edit_detail(root, fn):
+    path = root / "VOCdevkit/VOC2010/trainval_merged.json"
+    data = json.loads(path.read_text())
+    fn(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_pc59_needs_no_mat_files(pascal_root):
+    """PC-59 is read from trainval_merged.json alone (the reference's source); on the fixture, whose JSON
+    holds the 59 classes' regions of the .mat maps, both raw formats give the same labels."""
+    import shutil
+
+    voc, out = _voc_out(pascal_root)
+    mats = {p.stem: pc.read_label_map(p) for p in (voc / "trainval").glob("*.mat")}
+    shutil.rmtree(voc / "trainval")
+    assert pc.convert_pc59(voc, out)["written"] == 3
+    for (split, stem), exp in EXPECTED_59.items():
+        got = np.asarray(Image.open(out / "annotations_ctx59" / split / f"{stem}.png"))
+        np.testing.assert_array_equal(got, exp)
+        np.testing.assert_array_equal(got, pc._lut59()[mats[stem]])  # the .mat route
+
+
+def test_detail_paint_order(pascal_root):
+    """Overlapping segments: the later one in the JSON wins; a repeated id keeps the first one's place."""
+    from pycocotools import mask as mask_utils
+
+    def rle(m):
+        r = mask_utils.encode(np.asfortranarray(np.array(m, dtype=np.uint8)))
+        return {"size": [int(v) for v in r["size"]], "counts": r["counts"].decode()}
+
+    def edit(d):
+        img = 2008000002
+        d["annos_segmentation"] = [a for a in d["annos_segmentation"] if a["image_id"] != img] + [
+            {"id": 900, "image_id": img, "category_id": 9, "segmentation": rle([[1, 1], [1, 1]])},
+            {"id": 901, "image_id": img, "category_id": 2, "segmentation": rle([[0, 1], [0, 1]])},
+            {"id": 902, "image_id": img, "category_id": 440, "segmentation": rle([[0, 0], [1, 1]])},
+            # uncompressed RLE, and a repeated id: replaces 901's content at 901's place (before 902)
+            {"id": 901, "image_id": img, "category_id": 18, "segmentation": {"size": [2, 2], "counts": [2, 2]}},
+        ]
+
+    _edit_detail(pascal_root, edit)
+    voc, out = _voc_out(pascal_root)
+    pc.convert_pc59(voc, out)
+    # bag (9 -> 1) everywhere, bed (18 -> 2) on the right column, wall (440 -> 55) on the bottom row
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "annotations_ctx59/validation/2008_000002.png")),
+                                  [[1, 2], [55, 55]])
+
+
+def test_class_outside_the_59(pascal_root):
+    def edit(d):
+        d["annos_segmentation"][0]["category_id"] = 1  # accordion: one of the other 400 classes
+    path = _edit_detail(pascal_root, edit)
+    with pytest.raises(DatasetError) as ei:
+        pc.convert_pc59(*_voc_out(pascal_root))
+    msg = str(ei.value)
+    assert str(path) in msg and "[1]" in msg and "not among the 59 classes" in msg
+
+
+def test_detail_size_and_rle_errors(pascal_root, builders):
+    def wrong_size(d):
+        d["annos_segmentation"][0]["segmentation"]["size"] = [9, 9]
+    path = _edit_detail(pascal_root, wrong_size)
+    with pytest.raises(DatasetError) as ei:
+        pc.convert_pc59(*_voc_out(pascal_root))
+    assert str(path) in str(ei.value) and "annos_segmentation[0].segmentation.size" in str(ei.value)
+
+    def polygon(d):
+        d["annos_segmentation"][0]["segmentation"] = [[0, 0, 1, 0, 1, 1]]
+    _edit_detail(pascal_root, polygon)
+    with pytest.raises(DatasetError, match="expected an RLE segmentation"):
+        pc.convert_pc59(*_voc_out(pascal_root))
+
+    builders.pascal(pascal_root)  # fresh files
+
+    def image_size(d):
+        d["images"][1]["width"] = 3
+        for a in d["annos_segmentation"]:
+            if a["image_id"] == d["images"][1]["image_id"]:
+                a["segmentation"] = {"size": [2, 3], "counts": [6]}
+    _edit_detail(pascal_root, image_size)
+    with pytest.raises(DatasetError) as ei:
+        pc.convert_pc59(*_voc_out(pascal_root))
+    assert "images[1]" in str(ei.value) and "2008_000002.jpg" in str(ei.value) and "3x2" in str(ei.value)
+
+
+def test_pc459_unknown_label_id(pascal_root):
+    voc, out = _voc_out(pascal_root)
+    pc.convert_pc59(voc, out)
+    mat = voc / "trainval/2008_000002.mat"
     scipy.io.savemat(str(mat), {"LabelMap": np.array([[9, 18], [19, 460]], dtype=np.uint16)})
     with pytest.raises(DatasetError) as ei:
-        pc.convert_pc59(pascal_root / "VOCdevkit/VOC2010", pascal_root / "pascal_ctx_d2")
+        pc.convert_pc459(voc, out)
     msg = str(ei.value)
     assert str(mat) in msg and "[LabelMap]" in msg and "460" in msg
 
 
-def test_missing_and_corrupt_mat(pascal_root):
-    voc = pascal_root / "VOCdevkit/VOC2010"
+def test_pc459_missing_and_corrupt_mat(pascal_root):
+    voc, out = _voc_out(pascal_root)
+    pc.convert_pc59(voc, out)
     mat = voc / "trainval/2008_000003.mat"
     mat.write_bytes(b"MATLAB 5.0 garbage")
     with pytest.raises(DatasetError) as ei:
-        pc.convert_pc59(voc, pascal_root / "pascal_ctx_d2")
+        pc.convert_pc459(voc, out)
     assert str(mat) in str(ei.value) and "[LabelMap]" in str(ei.value)
     mat.unlink()
     with pytest.raises(DatasetError) as ei:
-        pc.convert_pc59(voc, pascal_root / "pascal_ctx_d2")
+        pc.convert_pc459(voc, out)
     assert str(mat) in str(ei.value) and "missing" in str(ei.value)
     scipy.io.savemat(str(mat), {"Other": np.zeros((2, 3))})
     with pytest.raises(DatasetError) as ei:
-        pc.convert_pc59(voc, pascal_root / "pascal_ctx_d2")
+        pc.convert_pc459(voc, out)
     assert "no LabelMap" in str(ei.value)
 
 
-def test_size_mismatch(pascal_root):
-    mat = pascal_root / "VOCdevkit/VOC2010/trainval/2008_000002.mat"
+def test_pc459_size_mismatch(pascal_root):
+    voc, out = _voc_out(pascal_root)
+    pc.convert_pc59(voc, out)
+    mat = voc / "trainval/2008_000002.mat"
     scipy.io.savemat(str(mat), {"LabelMap": np.zeros((3, 3), dtype=np.uint16)})
     with pytest.raises(DatasetError) as ei:
-        pc.convert_pc59(pascal_root / "VOCdevkit/VOC2010", pascal_root / "pascal_ctx_d2")
+        pc.convert_pc459(voc, out)
     assert str(mat) in str(ei.value) and "size" in str(ei.value)
 
 

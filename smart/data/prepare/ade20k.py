@@ -19,29 +19,48 @@ becomes 255 (ignore) and the classes 1..150 become 0..149; written to
 * ``ade20k_panoptic_<split>/<stem>.png`` and ``ade20k_panoptic_<split>.json`` (images, annotations,
   categories — ``{id 0..149, name, isthing, color}``).
 
-Project-specific choices (documented assumptions):
+Reference: Mask2Former ``datasets/prepare_ade20k_pan_seg.py`` (facebookresearch/Mask2Former, commit
+161be514814ea63440fae520d2ec72707b62ba54, unchanged at 9b0651c6) for the panoptic part and
+``datasets/prepare_ade20k_sem_seg.py`` (same commit) for the semantic part. The outputs equal that
+script's field for field (``tests/prepare/test_prepare_ade20k.py``), with these conventions taken over:
 
-* **Instance → 150 mapping.** If ``ADEChallengeData2016/ade20k_instance_catid_mapping.txt`` (the
-  file Mask2Former ships; a header line, then whitespace-separated rows ``instance150 sceneparse150
-  [fullADE]``, 1-based, rows may repeat) or ``ADEChallengeData2016/categoryMapping.txt`` (same
-  format) is present, it is read, and its targets must be exactly the things of
-  ``builtin_vocab("ade20k_150")``. Otherwise the mapping is: instance class *k* (0-based) → the *k*-th
-  thing category of ``builtin_vocab("ade20k_150")`` in id order. The 100 targets of Mask2Former's file
-  (8, 9, 11, 13, …, 150, 1-based) are strictly increasing and equal the thing ids, so both give the
-  same mapping.
-* **Colours.** Category *c* (0..149) has the palette colour ``voc_color(c + 1)``: the PASCAL VOC
-  bit-interleaving colour map (bits 0/1/2 of the index fill the R/G/B channels from the most
-  significant bit down, three bits at a time). It is distinct for 1..255 and never black, so no
-  segment id is 0. Segment id = R + 256·G + 256²·B of the colour.
-* **Stuff segments** use the exact palette colour. **Thing segments** use the palette colour if no
-  segment of the image has it yet (all stuff colours and black are reserved), otherwise the colour
-  plus a ±30 per-channel jitter (clipped to 0..255, redrawn until unused) from
-  ``numpy.random.default_rng([ADE_PANOPTIC_SEED, zlib.crc32(stem.encode())])`` — seeded per image,
-  so outputs are byte-reproducible and independent of which images a resumed run skips. (The
-  upstream script draws the jitter from the unseeded global RNG.)
-* **Areas and boxes** are computed on the final PNG, after things are painted over stuff; a stuff
-  segment that things cover completely is dropped. (Upstream computes the stuff area before the
-  overlap, which can list pixels, or whole segments, that are not in the PNG.)
+* **Colours** are the script's ``PALETTE`` (``smart/data/vocab/ade20k_150_palette.json``, 150 distinct
+  colours); the JSON's categories are ``{name, id, isthing, color}`` with the names of
+  ``builtin_vocab("ade20k_150")``, which equal the script's list character for character. Segment
+  id = R + 256·G + 256²·B of the segment's colour. A stuff segment has its category's colour. A thing
+  segment has its category's colour if no segment of the image has it yet (the 50 stuff colours and
+  black are always reserved), else the colour plus a ±30 per-channel jitter, clipped to 0..255 and
+  redrawn until unused.
+* **Areas and boxes** are those of the masks that are painted: a stuff segment's area and box come
+  from its whole semantic-map region, *before* things are painted over it. So where the instance
+  annotation overlaps the semantic annotation, the JSON area of a stuff segment exceeds its pixel
+  count in the PNG, and a stuff region that things cover entirely is listed with no pixel in the PNG.
+  panopticapi's ``pq_compute`` takes GT areas from the JSON and counts such a segment as a false
+  negative; :mod:`smart.eval.panoptic` does the same, and the ADE20K-150 dataset spec
+  (``empty_gt_stuff``) lets the loader and the evaluator accept these segments (and only these).
+
+Remaining differences from the reference, none of which changes a pixel class, an area, a box or a
+score:
+
+* **Jittered colours are seeded.** The reference draws the jitter from NumPy's unseeded global RNG;
+  here it comes from ``numpy.random.default_rng([ADE_PANOPTIC_SEED, zlib.crc32(stem.encode())])``,
+  per image, so outputs are byte-reproducible and independent of which images a resumed run skips.
+  Only the ids of the second and later instances of a thing category in an image differ from a
+  reference run (which differs from itself run to run).
+* **Black** is reserved as a colour tuple here; panopticapi's ``IdGenerator`` reserves the integer 0
+  instead (``set([0, 0, 0])``). No palette colour lies within 30 of black on every channel, so no
+  jitter can reach it either way.
+* **Instance → 150 mapping.** The reference reads ``datasets/ade20k_instance_catid_mapping.txt``
+  from its repository. Here ``ADEChallengeData2016/ade20k_instance_catid_mapping.txt`` or
+  ``ADEChallengeData2016/categoryMapping.txt`` (same format: a header line, then rows ``instance150
+  sceneparse150 [fullADE]``, 1-based, rows may repeat) is read if present, and its targets must be
+  exactly the things of ``builtin_vocab("ade20k_150")``. Otherwise instance class *k* (0-based) maps
+  to the *k*-th thing category in id order: the 100 targets of Mask2Former's file (8, 9, 11, 13, …,
+  150, 1-based) are strictly increasing and equal the thing ids, so both give the same mapping.
+* **Width and height** come from the JPEG header instead of a full decode (the same numbers).
+* **Bad input** (an unknown class, an instance with two classes, sizes that disagree) is a
+  :class:`~smart.errors.DatasetError` naming the file and field where the reference stops on an
+  ``assert`` or a ``KeyError``.
 * The instance JSON (``ade20k_instance_*.json``) is not generated: SMART does not need it.
 """
 
@@ -50,6 +69,7 @@ from __future__ import annotations
 import functools
 import logging
 import zlib
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -84,24 +104,13 @@ NUM_CLASSES = 150
 NUM_INSTANCE_CLASSES = 100
 SPLITS = (("val", "validation"), ("train", "training"))
 MAPPING_FILES = ("ade20k_instance_catid_mapping.txt", "categoryMapping.txt")
+PALETTE_FILE = "ade20k_150_palette.json"
 HINT = ("run `python -m smart prepare ade20k_150 --download`, or unzip ADEChallengeData2016.zip into "
         "<root> and extract annotations_instance.tar into <root>/ADEChallengeData2016")
 
 
 # ----------------------------------------------------------------------------------------------
 # categories, palette, instance mapping
-
-
-def voc_color(index: int) -> tuple[int, int, int]:
-    """The PASCAL VOC colour-map entry of ``index`` (bit interleaving, see the module docstring)."""
-    r = g = b = 0
-    c = index
-    for j in range(8):
-        r |= ((c >> 0) & 1) << (7 - j)
-        g |= ((c >> 1) & 1) << (7 - j)
-        b |= ((c >> 2) & 1) << (7 - j)
-        c >>= 3
-    return r, g, b
 
 
 @functools.lru_cache(maxsize=1)
@@ -111,8 +120,16 @@ def _thing_flags() -> tuple[bool, ...]:
 
 @functools.lru_cache(maxsize=1)
 def palette() -> tuple[tuple[int, int, int], ...]:
-    """Colour of each ADE-150 category (index = category id)."""
-    return tuple(voc_color(c + 1) for c in range(NUM_CLASSES))
+    """Colour of each ADE-150 category (index = category id): Mask2Former's ``PALETTE``."""
+    ref = resources.files("smart.data.vocab").joinpath(PALETTE_FILE)
+    with resources.as_file(ref) as path:
+        colors = read_json(path, "ADE20K-150 palette")
+    ok = (isinstance(colors, list) and len(colors) == NUM_CLASSES
+          and all(isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+                  for c in colors))
+    if not ok or len({tuple(c) for c in colors}) != NUM_CLASSES:
+        raise DatasetError(f"expected {NUM_CLASSES} distinct [R, G, B] colours", path=path)
+    return tuple(tuple(c) for c in colors)
 
 
 def default_instance_mapping() -> dict[int, int]:
@@ -163,7 +180,7 @@ def find_instance_mapping(ade_dir: str | Path) -> dict[int, int]:
 
 def categories_json() -> list[dict]:
     pal = palette()
-    return [{"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(pal[c.id])}
+    return [{"name": c.name, "id": c.id, "isthing": int(c.isthing), "color": list(pal[c.id])}
             for c in builtin_vocab("ade20k_150")]
 
 
@@ -218,9 +235,18 @@ def _pan_one(item, mapping: dict[int, int], seed: int) -> list:
 
     pan = np.zeros((height, width), dtype=np.uint32)
     taken = {(0, 0, 0)} | {pal[c] for c in range(NUM_CLASSES) if not vocab_thing[c]}
-    order: list[tuple[int, int]] = []  # (segment id, category id) in painting order
+    segments = []
 
-    for c in np.unique(sem):
+    def add(sid: int, cat: int, mask: np.ndarray) -> None:
+        """Paint ``mask`` and list it with the area and box of ``mask`` itself (the reference's rule)."""
+        pan[mask] = sid
+        cols = np.flatnonzero(mask.any(axis=0))
+        rows = np.flatnonzero(mask.any(axis=1))
+        x, y = int(cols[0]), int(rows[0])
+        segments.append({"id": int(sid), "category_id": int(cat), "area": int(mask.sum()),
+                         "bbox": [x, y, int(cols[-1]) - x + 1, int(rows[-1]) - y + 1], "iscrowd": 0})
+
+    for c in np.unique(sem):  # stuff first: whole semantic-map regions
         c = int(c)
         if c == IGNORE:
             continue
@@ -230,12 +256,10 @@ def _pan_one(item, mapping: dict[int, int], seed: int) -> list:
         if vocab_thing[c]:
             continue
         r, g, b = pal[c]
-        sid = r + 256 * g + 65536 * b
-        pan[sem == c] = sid
-        order.append((sid, c))
+        add(r + 256 * g + 65536 * b, c, sem == c)
 
     rng = None
-    for g_id in np.unique(ins_id):
+    for g_id in np.unique(ins_id):  # then things, painted over stuff
         if g_id == 0:
             continue
         mask = ins_id == g_id
@@ -259,21 +283,7 @@ def _pan_one(item, mapping: dict[int, int], seed: int) -> list:
                 jitter = rng.integers(-JITTER, JITTER + 1, size=3)
                 color = tuple(int(v) for v in np.clip(base + jitter, 0, 255))
         taken.add(color)
-        sid = color[0] + 256 * color[1] + 65536 * color[2]
-        pan[mask] = sid
-        order.append((sid, cat))
-
-    segments = []
-    for sid, cat in order:
-        m = pan == sid
-        area = int(m.sum())
-        if area == 0:
-            continue  # a stuff region entirely covered by things
-        cols = np.flatnonzero(m.any(axis=0))
-        rows = np.flatnonzero(m.any(axis=1))
-        x, y = int(cols[0]), int(rows[0])
-        segments.append({"id": int(sid), "category_id": int(cat), "area": area,
-                         "bbox": [x, y, int(cols[-1]) - x + 1, int(rows[-1]) - y + 1], "iscrowd": 0})
+        add(color[0] + 256 * color[1] + 65536 * color[2], cat, mask)
 
     rgb = np.stack([pan & 255, (pan >> 8) & 255, (pan >> 16) & 255], axis=-1).astype(np.uint8)
     save_image_atomic(rgb, out_png, "PNG")
@@ -358,7 +368,8 @@ def prepare(ctx: Context) -> None:
     checks.check_count(ctx, "ade20k_150", ade / "annotations_detectron2" / "validation", ".png",
                        key="annotations_detectron2/validation")
     checks.check_count(ctx, "ade20k_150", ade / "ade20k_panoptic_val", ".png", key="ade20k_panoptic_val")
-    n = checks.check_panoptic_ids(ade / "ade20k_panoptic_val.json", ade / "ade20k_panoptic_val", ctx.workers)
+    n = checks.check_panoptic_ids(ade / "ade20k_panoptic_val.json", ade / "ade20k_panoptic_val", ctx.workers,
+                                  empty_stuff=True)
     checks.check_number(ctx, "ade20k_150", n, ade / "ade20k_panoptic_val.json",
                         key="ade20k_panoptic_val.json annotations")
     checks.check_semseg_values(ade / "annotations_detectron2" / "validation", NUM_CLASSES, IGNORE,

@@ -1,30 +1,36 @@
 """ADE20K-847 (full ADE20K, release 2021_17_01): 847-class semantic maps as 16-bit TIFFs.
 
-``docs/datasets.md`` §5. For every entry of ``index_ade20k.pkl`` (its ``folder`` and
-``filename`` lists):
+``docs/datasets.md`` §5. Reference: fc-clip ``datasets/prepare_ade20k_full_sem_seg.py``
+(bytedance/fc-clip, commit a8dc32c862dfc1fe55dcf9287090e080d9ee5f50; a copy of NVlabs/ODISE's script
+of the same name). For every entry of ``index_ade20k.pkl`` (its ``folder`` and ``filename`` lists):
 
 * split = ``validation`` if the second ``_``-separated field of the file name is ``val``, else
   ``training``;
 * class map from ``<image stem>_seg.png``: class = floor(R / 10) · 256 + G (B, the instances, is
   unused);
-* if the short side is > 512 it is resized to 512, the long side to ``round(long / short · 512)``
-  (Python rounding, as upstream); bilinear for the image, nearest for the class map;
+* the image is decoded by PIL into an array; if its short side is > 512 it is resized to 512 and the
+  long side to ``round(long / short · 512)`` (Python rounding) with OpenCV's ``cv2.resize``:
+  ``INTER_LINEAR`` for the image, ``INTER_NEAREST`` for the class map, as the reference does;
 * label map uint16 filled with 65535 (ignore); pixels whose full-ADE id is one of the 847 of
   ``builtin_vocab("ade20k_847")`` get its ``trainId`` (0..846); everything else stays 65535;
-* ``images_detectron2/<split>/<file name>`` (JPEG, re-encoded at PIL's default quality, so its bytes
-  differ from the original) and ``annotations_detectron2/<split>/<stem>.tif`` (16-bit TIFF, mode
-  ``I;16``; PIL, tifffile and detectron2 read it back as uint16).
+* ``images_detectron2/<split>/<file name>``: the array written by PIL as JPEG with PIL's defaults
+  (quality 75), as the reference does, so the bytes equal the reference's for the same PIL version;
+  ``annotations_detectron2/<split>/<stem>.tif`` (16-bit TIFF, mode ``I;16``; PIL, tifffile and
+  detectron2 read it back as uint16).
 
-**Paths.** Outputs are written under ``<root>/ADE20K_2021_17_01/`` — the path the loaders
-(FC-CLIP / Mask2Former ``register_ade20k_full.py``) read — even when the raw data lives under
-ODISE's ``<root>/ade/ADE20K_2021_17_01/``, which is accepted too. The pickle's ``folder`` entries
-start with ``ADE20K_2021_17_01/…`` and are resolved against the data set directory's parent.
+Remaining differences from the reference, none of which changes a pixel or a label:
 
-**Resizing (documented deviation).** Upstream resizes with OpenCV. The class map here uses OpenCV's
-``INTER_NEAREST`` index rule (source index = floor(dst · src/dst)), so labels are identical; the
-image uses PIL's bilinear filter, which antialiases when downscaling, so resized image pixels differ
-slightly from OpenCV's ``INTER_LINEAR`` (the JPEG bytes differ from upstream anyway). Images that
-are not RGB or grayscale (e.g. CMYK, palette) are converted to RGB before JPEG encoding.
+* **Paths.** The reference reads and writes under ``<root>/ade/ADE20K_2021_17_01/``. Outputs here go
+  to ``<root>/ADE20K_2021_17_01/`` — the path the loaders (FC-CLIP / Mask2Former
+  ``register_ade20k_full.py``) read — and the raw data may live under either. The pickle's
+  ``folder`` entries start with ``ADE20K_2021_17_01/…`` and are resolved against the data set
+  directory's parent.
+* **Image modes.** Images that are neither RGB nor grayscale (e.g. CMYK, palette) are converted to
+  RGB before resizing; the reference would interpolate palette indices or fail to write a
+  four-channel JPEG.
+* **Resuming.** An existing (image, label) pair is kept, so an interrupted run resumes.
+* **Bad input** (a missing file, a class map whose size differs from the image's) is a
+  :class:`~smart.errors.DatasetError` naming the file.
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ import logging
 import pickle
 from pathlib import Path
 
+import cv2
 import numpy as np
-from PIL import Image
 
 from smart.data.categories import builtin_vocab
 from smart.errors import DatasetError
@@ -82,15 +88,6 @@ def resized_shape(w: int, h: int, max_short: int = MAX_SHORT) -> tuple[int, int]
     return None
 
 
-def resize_nearest(arr: np.ndarray, w_new: int, h_new: int) -> np.ndarray:
-    """Nearest-neighbour resize with OpenCV's INTER_NEAREST index rule."""
-    h, w = arr.shape[:2]
-    fx, fy = 1.0 / (w_new / w), 1.0 / (h_new / h)
-    xs = np.minimum(np.floor(np.arange(w_new) * fx).astype(np.int64), w - 1)
-    ys = np.minimum(np.floor(np.arange(h_new) * fy).astype(np.int64), h - 1)
-    return arr[ys[:, None], xs[None, :]]
-
-
 def class_map(seg_rgb: np.ndarray) -> np.ndarray:
     r = seg_rgb[..., 0].astype(np.int32)
     g = seg_rgb[..., 1].astype(np.int32)
@@ -107,13 +104,14 @@ def _one(item) -> None:
                            field="size")
     if img.mode not in ("RGB", "L"):
         img = img.convert("RGB")
-    lab = class_map(seg)
+    image = np.asarray(img)  # (H, W, 3) or (H, W) uint8
+    lab = class_map(seg)  # (H, W) int32
     new = resized_shape(w, h)
-    if new is not None:
-        img = img.resize(new, Image.BILINEAR)
-        lab = resize_nearest(lab, *new)
+    if new is not None:  # new = (w', h'), cv2's dsize order
+        image = cv2.resize(image, new, interpolation=cv2.INTER_LINEAR)
+        lab = cv2.resize(lab, new, interpolation=cv2.INTER_NEAREST)
     out = _lut()[lab]  # lab <= 25 * 256 + 255 < len(lut)
-    save_image_atomic(img, out_img, "JPEG")
+    save_image_atomic(image, out_img, "JPEG")
     save_image_atomic(out.astype(np.uint16), out_lab, "TIFF")
 
 

@@ -3,7 +3,9 @@
 * :func:`check_count` — the validation image counts of the paper's benchmarks (:data:`VAL_COUNTS`);
   a mismatch stops with a :class:`DatasetError` unless ``--skip-count-check`` (partial data, tests).
 * :func:`check_panoptic_ids` — every segment id of every panoptic PNG (other than 0 = VOID) is in the
-  image's ``segments_info``, and every ``segments_info`` id occurs in the PNG.
+  image's ``segments_info``, and every ``segments_info`` id occurs in the PNG (with ``empty_stuff``,
+  stuff segments may have no pixel: Mask2Former's ADE20K-150 ground truth lists stuff regions that
+  things cover entirely).
 * :func:`check_semseg_values` — the values of generated semantic maps are class indices or ignore.
 """
 
@@ -71,12 +73,12 @@ def check_number(ctx: Context, dataset: str, found: int, where: str | Path, key:
 
 
 def _check_pan_one(item) -> None:
-    png_path, ids, json_path, where = item
+    png_path, ids, may_be_empty, json_path, where = item
     seg = rgb2id(read_rgb(png_path, field="panoptic PNG"))
     present = set(int(v) for v in np.unique(seg)) - {0}
     listed = set(ids)
     extra = sorted(present - listed)
-    missing = sorted(listed - present)
+    missing = sorted(listed - present - may_be_empty)
     if extra:
         raise DatasetError(f"segment ids {extra[:10]} of the PNG {png_path} are not in its "
                            f"segments_info", path=json_path, field=f"{where}.segments_info")
@@ -85,18 +87,29 @@ def _check_pan_one(item) -> None:
                            path=json_path, field=f"{where}.segments_info")
 
 
-def check_panoptic_ids(json_path: str | Path, png_dir: str | Path, workers: int = 1) -> int:
-    """Check that PNG segment ids and JSON ``segments_info`` ids agree; returns the annotation count."""
+def check_panoptic_ids(json_path: str | Path, png_dir: str | Path, workers: int = 1, *,
+                       empty_stuff: bool = False) -> int:
+    """Check that PNG segment ids and JSON ``segments_info`` ids agree; returns the annotation count.
+
+    With ``empty_stuff``, a listed segment of a stuff category (``isthing`` 0 in the JSON's categories)
+    may be absent from the PNG.
+    """
     json_path, png_dir = Path(json_path), Path(png_dir)
     data = read_json(json_path, "panoptic JSON")
     anns = get_field(data, "annotations", json_path, "$")
+    stuff: set = set()
+    if empty_stuff:
+        cats = get_field(data, "categories", json_path, "$")
+        stuff = {get_field(c, "id", json_path, f"categories[{k}]") for k, c in enumerate(cats)
+                 if not get_field(c, "isthing", json_path, f"categories[{k}]")}
     items = []
     for i, ann in enumerate(anns):
         where = f"annotations[{i}]"
         name = get_field(ann, "file_name", json_path, where)
         segs = get_field(ann, "segments_info", json_path, where)
         ids = [int(get_field(s, "id", json_path, f"{where}.segments_info[{j}]")) for j, s in enumerate(segs)]
-        items.append((str(png_dir / name), ids, str(json_path), where))
+        may_be_empty = {int(s["id"]) for s in segs if s.get("category_id") in stuff}
+        items.append((str(png_dir / name), ids, may_be_empty, str(json_path), where))
     parallel_map(_check_pan_one, items, workers, desc=f"check {png_dir.name}")
     return len(items)
 

@@ -88,15 +88,14 @@ _COCO_IMG = "http://images.cocodataset.org/zips/"
 _COCO_ANN = "http://images.cocodataset.org/annotations/"
 _REFER = "http://bvisionweb1.cs.unc.edu/licheng/referit/data/"
 
-_PASCAL = [
-    Archive("VOCtrainval_03-May-2010.tar",
-            "http://host.robots.ox.ac.uk/pascal/VOC/voc2010/VOCtrainval_03-May-2010.tar", None,
-            "{root}", "{root}/VOCdevkit/VOC2010/JPEGImages"),
-    Archive("trainval.tar.gz", "https://www.cs.stanford.edu/~roozbeh/pascal-context/trainval.tar.gz",
-            None, "{root}/VOCdevkit/VOC2010", "{root}/VOCdevkit/VOC2010/trainval"),
-    Archive("trainval_merged.json", "https://codalabuser.blob.core.windows.net/public/trainval_merged.json",
-            None, "{root}/VOCdevkit/VOC2010", "{root}/VOCdevkit/VOC2010/trainval_merged.json"),
-]
+_VOC2010 = Archive("VOCtrainval_03-May-2010.tar",
+                   "http://host.robots.ox.ac.uk/pascal/VOC/voc2010/VOCtrainval_03-May-2010.tar", None,
+                   "{root}", "{root}/VOCdevkit/VOC2010/JPEGImages")
+_PASCAL_MAT = Archive("trainval.tar.gz", "https://www.cs.stanford.edu/~roozbeh/pascal-context/trainval.tar.gz",
+                      None, "{root}/VOCdevkit/VOC2010", "{root}/VOCdevkit/VOC2010/trainval")
+_PASCAL_DETAIL = Archive("trainval_merged.json",
+                         "https://codalabuser.blob.core.windows.net/public/trainval_merged.json",
+                         None, "{root}/VOCdevkit/VOC2010", "{root}/VOCdevkit/VOC2010/trainval_merged.json")
 
 
 def _refer_archives(name: str) -> list[Archive]:
@@ -141,8 +140,8 @@ ARCHIVES: dict[str, list[Archive]] = {
                              "{root}/ADE20K_2021_17_01), or extract it yourself so that "
                              "{root}/ADE20K_2021_17_01/index_ade20k.pkl exists")),
     ],
-    "pascal_ctx_59": _PASCAL,
-    "pascal_ctx_459": _PASCAL,
+    "pascal_ctx_59": [_VOC2010, _PASCAL_DETAIL],  # images + the Detail API's annotations
+    "pascal_ctx_459": [_PASCAL_MAT],  # .mat label maps; the images are PC-59's copies
     "mapillary_vistas": [
         Archive("mapillary-vistas-dataset_public_v1.2.zip", None, None, "{root}/mapillary_vistas",
                 "{root}/mapillary_vistas/validation",

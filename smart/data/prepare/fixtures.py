@@ -181,16 +181,17 @@ def build_ade847(root: Path, ade_level: bool = False, *, scale: int = 1) -> Path
     ds = base / "ADE20K_2021_17_01"
     entries = []
 
-    def add(folder: str, name: str, classes: np.ndarray):
+    def add(folder: str, name: str, classes: np.ndarray, texture: bool = False):
         h, w = classes.shape
-        write_jpg(base / folder / name, h, w, texture=scale > 1)
+        write_jpg(base / folder / name, h, w, texture=texture or scale > 1)
         write_png(base / folder / name.replace(".jpg", "_seg.png"), _ade_seg(classes))
         entries.append((folder, name))
 
     add("ADE20K_2021_17_01/images/ADE/validation/abbey", "ADE_val_00000001.jpg", _up(ADE847_VAL, scale))
     big = np.full((520, 600), WALL)
     big[260:] = SKY
-    add("ADE20K_2021_17_01/images/ADE/training/urban/street", "ADE_train_00000001.jpg", big)
+    # textured, so that the resize to a short side of 512 shows the interpolation used
+    add("ADE20K_2021_17_01/images/ADE/training/urban/street", "ADE_train_00000001.jpg", big, texture=True)
     add("ADE20K_2021_17_01/images/ADE/training/frames", "ADE_frame_00000001.jpg", np.full((2, 2), BED))
     index = {"folder": [e[0] for e in entries], "filename": [e[1] for e in entries],
              "objectnames": ["-", "wall"], "scene": ["abbey", "street", "frames"]}
@@ -214,11 +215,31 @@ PC_RAW = [
     ("2008_000003", "train", [[440, 445, 454],
                               [0, 0, 0]]),
 ]
+# The 59 classes' full-label ids (the table of fc-clip's prepare_pascal_ctx_sem_seg.py, without 0).
+PC59_IDS = (2, 9, 18, 19, 22, 23, 25, 31, 33, 34, 44, 45, 46, 59, 65, 68, 72, 80, 85, 98, 104, 105, 113, 115,
+            144, 158, 159, 162, 187, 189, 207, 220, 232, 258, 259, 260, 284, 295, 296, 308, 324, 326, 347, 349,
+            354, 355, 360, 366, 368, 397, 415, 416, 420, 424, 427, 440, 445, 454, 458)
+
+
+def detail_annotations(lab: np.ndarray, image_id: int, first_id: int) -> list[dict]:
+    """The Detail API's ``annos_segmentation`` of one label map: one compressed-RLE segment per region of
+    each of the 59 classes present (the other 400 classes are not in ``trainval_merged.json``)."""
+    from pycocotools import mask as mask_utils
+
+    anns = []
+    for cat in sorted(set(np.unique(lab).tolist()) & set(PC59_IDS)):
+        rle = mask_utils.encode(np.asfortranarray((lab == cat).astype(np.uint8)))
+        anns.append({"id": first_id + len(anns), "image_id": image_id, "category_id": int(cat),
+                     "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode()},
+                     "area": int((lab == cat).sum()), "iscrowd": 0, "parts": []})
+    return anns
 
 
 def build_pascal(root: Path, *, scale: int = 1) -> Path:
+    from smart.data.categories import builtin_vocab
+
     voc = root / "VOCdevkit" / "VOC2010"
-    images = []
+    images, segs = [], []
     for stem, phase, lab in PC_RAW:
         lab = _up(np.array(lab, dtype=np.uint16), scale)
         h, w = lab.shape
@@ -226,13 +247,17 @@ def build_pascal(root: Path, *, scale: int = 1) -> Path:
                   texture=scale > 1)
         (voc / "trainval").mkdir(parents=True, exist_ok=True)
         scipy.io.savemat(str(voc / "trainval" / f"{stem}.mat"), {"LabelMap": lab})
-        images.append({"image_id": int(stem.replace("_", "")), "file_name": f"{stem}.jpg", "phase": phase,
-                       "width": w, "height": h})
+        image_id = int(stem.replace("_", ""))
+        images.append({"image_id": image_id, "file_name": f"{stem}.jpg", "phase": phase, "width": w, "height": h})
+        segs += detail_annotations(lab, image_id, first_id=len(segs) + 1)
     # a test-phase image (no files): never part of train / val
     images.append({"image_id": 2008000004, "file_name": "2008_000004.jpg", "phase": "test",
                    "width": 3, "height": 3})
+    names = {c.id + 1: c.name for c in builtin_vocab("pascal_ctx_459")}
+    categories = [{"category_id": i, "name": names[i], "supercategory": "object", "parts": [], "onlysemantic": 1}
+                  for i in PC59_IDS]
     write_json(voc / "trainval_merged.json",
-               {"info": {}, "images": images, "annos_segmentation": [], "categories": [], "parts": [],
+               {"info": {}, "images": images, "annos_segmentation": segs, "categories": categories, "parts": [],
                 "annos_occlusion": [], "annos_boundary": [], "annos_joints": []})
     return root
 

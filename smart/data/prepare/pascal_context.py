@@ -1,35 +1,45 @@
 """PASCAL Context 59 (PNG, 255 = ignore) and 459 (16-bit TIFF, 65535 = ignore).
 
-``docs/datasets.md`` §6. Raw data: ``VOCdevkit/VOC2010/{JPEGImages, trainval/*.mat,
-trainval_merged.json}``.
+``docs/datasets.md`` §6. Raw data: ``VOCdevkit/VOC2010/JPEGImages`` and ``trainval_merged.json``
+(PC-59), ``VOCdevkit/VOC2010/trainval/*.mat`` (PC-459).
 
-**PC-59** (:func:`convert_pc59`). The Detail API (``zhanghang1989/detail-api``) is not on PyPI, so
-it is not used; its two roles are reimplemented:
+**PC-59** (:func:`convert_pc59`). Reference: fc-clip ``datasets/prepare_pascal_ctx_sem_seg.py``
+(bytedance/fc-clip, commit a8dc32c862dfc1fe55dcf9287090e080d9ee5f50; a copy of NVlabs/ODISE's script),
+which opens ``trainval_merged.json`` with the Detail API (``zhanghang1989/detail-api``, commit
+568ef44). The Detail API is not on PyPI; its two roles are done here on the same JSON, decoded with
+pycocotools (the Detail API's ``mask`` module is pycocotools' RLE code):
 
-* *Image lists.* ``trainval_merged.json`` has an ``images`` list whose entries carry ``file_name``
-  and ``phase`` (``"train"`` / ``"val"``); the Detail API's ``getImgs()`` for phase ``train`` /
-  ``val`` keeps exactly the images whose ``phase`` is that value. The same filter is applied here
-  (split ``training`` = phase ``train``, ``validation`` = phase ``val``). The JPEGs are copied
-  unchanged to ``pascal_ctx_d2/images/<split>/``.
-* *Labels.* The Detail API's ``getMask(img)`` paints each segmentation of the JSON with its
-  ``category_id`` (a full-label id) and the preparation script maps the 59 ids plus 0, sorted, to
-  0..59 and subtracts 1 (uint8 wrap). Here the full-label map is read instead from
-  ``trainval/<stem>.mat`` (``LabelMap``, 0 = unlabelled, 1..459 = the classes of the 459-class
-  list) and restricted to the 59 classes: each of the 59 full-label ids, **in ascending id order**,
-  becomes 0..58; everything else (0 and the other 400 classes) becomes 255.
-  **Assumption:** this equals the Detail API's mask, i.e. ``trainval_merged.json`` was made from the
-  same ``.mat`` files (the 59 classes' regions in the JSON are those of ``LabelMap``).
+* *Image lists.* The ``images`` entries (``image_id``, ``file_name``, ``height``, ``width``,
+  ``phase``) whose ``phase`` is ``"train"`` / ``"val"`` form the ``training`` / ``validation``
+  split, as ``Detail(..., phase).getImgs()`` lists them. The JPEGs are copied unchanged to
+  ``pascal_ctx_d2/images/<split>/``.
+* *Labels.* As ``Detail.getMask(img)``: a ``height`` × ``width`` map of zeros on which every entry of
+  ``annos_segmentation`` of the image is painted with its ``category_id``, in the JSON's order (a
+  later segment overwrites an earlier one where they overlap; a repeated annotation ``id`` keeps the
+  first one's place and the last one's content, as the Detail API's index does). The map must hold
+  only 0 and the 59 class ids (the reference asserts it). Each of the 59 ids, **in ascending order**,
+  becomes 0..58 and 0 becomes 255 — the reference's sorted 60-entry table, ``np.digitize`` and
+  uint8 ``− 1``.
 * *The 59 full-label ids* are found by name: line *n* of ``pascal_ctx_459_with_prompt_eng.txt`` is
-  ``LabelMap`` value *n*, i.e. ``builtin_vocab("pascal_ctx_459")`` id + 1; each
+  full-label id *n*, i.e. ``builtin_vocab("pascal_ctx_459")`` id + 1; each
   ``builtin_vocab("pascal_ctx_59")`` class name is looked up among the 459 names, with one alias,
   PC-59 ``diningtable`` = PC-459 ``table``. This yields 2 (aeroplane), 9 (bag), …, 397 (table), …,
-  459 (wood), whose ascending order is the PC-59 class order (checked at run time). They match the
-  ``eval_orders`` list of the Detail API.
+  458 (wood), whose ascending order is the PC-59 class order (checked at run time); they are the
+  reference's table and the Detail API's ``eval_orders`` (a test checks both).
 * Output: ``annotations_ctx59/<split>/<stem>.png`` (grayscale uint8).
 
-**PC-459** (:func:`convert_pc459`) runs after PC-59: the images of a split are the JPEGs in
-``pascal_ctx_d2/images/<split>/``. ``LabelMap`` 0 → 65535, other values − 1 → 0..458, written as a
-16-bit TIFF ``annotations_ctx459/<split>/<stem>.tif``.
+Remaining differences from the reference, none of which changes a pixel: segmentations may also be
+uncompressed RLE (the Detail API decodes compressed RLE only); an existing (image, label) pair is kept,
+so an interrupted run resumes; bad input (a class outside the 59, a segmentation or image whose size
+differs from the JSON's ``height`` × ``width``, a missing field) is a
+:class:`~smart.errors.DatasetError` naming the file and entry where the reference stops on an
+``assert`` or an ``IndexError``.
+
+**PC-459** (:func:`convert_pc459`). Reference: fc-clip ``datasets/prepare_pascal_ctx_full_sem_seg.py``
+(same commit). It runs after PC-59: the images of a split are the JPEGs in
+``pascal_ctx_d2/images/<split>/``. ``trainval/<stem>.mat`` ``LabelMap`` 0 → 65535, other values − 1 →
+0..458, written as a 16-bit TIFF ``annotations_ctx459/<split>/<stem>.tif``. Differences: the same
+resuming and error reporting; the ``LabelMap`` must hold 0..459 (the reference only asserts uint16).
 """
 
 from __future__ import annotations
@@ -69,7 +79,9 @@ NUM_FULL = 459
 SPLITS = (("validation", "val"), ("training", "train"))
 NAME_ALIASES = {"diningtable": "table"}  # PC-59 name -> PC-459 name
 HINT = ("run `python -m smart prepare pascal_ctx_59 --download`, or extract VOCtrainval_03-May-2010.tar "
-        "into <root>, trainval.tar.gz into <root>/VOCdevkit/VOC2010 and put trainval_merged.json there")
+        "into <root> and put trainval_merged.json into <root>/VOCdevkit/VOC2010")
+HINT_459 = ("run `python -m smart prepare pascal_ctx_459 --download`, or extract trainval.tar.gz into "
+            "<root>/VOCdevkit/VOC2010")
 
 
 @functools.lru_cache(maxsize=1)
@@ -126,47 +138,107 @@ def _check_size(lab: np.ndarray, jpg: str | Path, mat: str | Path) -> None:
                            path=mat, field="LabelMap")
 
 
+def _decode_segmentation(seg, h: int, w: int, where: str, merged: str) -> np.ndarray:
+    """An ``annos_segmentation`` RLE (compressed or not) → (h, w) uint8 mask."""
+    from pycocotools import mask as mask_utils
+
+    if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
+        raise DatasetError("expected an RLE segmentation {size, counts}", path=merged, field=f"{where}.segmentation")
+    if list(seg["size"]) != [h, w]:
+        raise DatasetError(f"segmentation size {list(seg['size'])} differs from the image's [height, width] "
+                           f"{[h, w]}", path=merged, field=f"{where}.segmentation.size")
+    try:
+        if isinstance(seg["counts"], list):
+            rle = mask_utils.frPyObjects(seg, h, w)
+        else:
+            counts = seg["counts"]
+            rle = {"size": [h, w], "counts": counts.encode() if isinstance(counts, str) else counts}
+        return mask_utils.decode(rle)
+    except Exception as exc:  # malformed counts
+        raise DatasetError(f"cannot decode the RLE ({type(exc).__name__}: {exc})", path=merged,
+                           field=f"{where}.segmentation") from None
+
+
+def detail_mask(image: dict, anns: list, merged: str) -> np.ndarray:
+    """``Detail.getMask(img)``: the full-label ids painted in the JSON's order, 0 elsewhere (h, w)."""
+    h, w = image["height"], image["width"]
+    mask = np.zeros((h, w), dtype=np.int64)
+    for where, cat, seg in anns:
+        m = _decode_segmentation(seg, h, w, where, merged)
+        mask[m != 0] = cat
+    return mask
+
+
 def _pc59_one(item) -> None:
-    src_jpg, mat, out_jpg, out_png = item
-    lab = read_label_map(mat)
-    _check_size(lab, src_jpg, mat)
+    src_jpg, out_jpg, out_png, image, anns, merged = item
+    w, h = image_size(src_jpg, field="image")
+    if (h, w) != (image["height"], image["width"]):
+        raise DatasetError(f"the image is {w}x{h} but trainval_merged.json says {image['width']}x{image['height']} "
+                           f"({src_jpg})", path=merged, field=image["where"])
+    full = detail_mask(image, anns, merged)
+    bad = sorted(set(np.unique(full).tolist()) - {0} - set(pc59_full_ids()))
+    if bad:
+        raise DatasetError(f"category ids {bad[:10]} of image {image['file_name']} are not among the 59 classes "
+                           f"(the Detail API's PC-59 labels hold only those and 0)", path=merged,
+                           field="annos_segmentation[].category_id")
     if not Path(out_jpg).is_file():
         with atomic_path(out_jpg) as tmp:
             shutil.copyfile(src_jpg, tmp)
-    save_image_atomic(_lut59()[lab], out_png, "PNG")
+    save_image_atomic(_lut59()[full], out_png, "PNG")
 
 
-def split_images(merged_json: str | Path, phases: tuple[str, ...] = ("val", "train")) -> dict[str, list[str]]:
-    """``{phase: sorted file names}`` of the images of ``trainval_merged.json`` with that ``phase``."""
+def read_detail(merged_json: str | Path, phases: tuple[str, ...] = ("val", "train")) -> tuple[dict, dict]:
+    """``trainval_merged.json`` → ``({phase: [image entries, by file name]}, {image_id: [(where,
+    category_id, segmentation), ...] in the Detail API's painting order})``."""
     merged_json = Path(merged_json)
     data = read_json(merged_json, "trainval_merged.json")
     images = get_field(data, "images", merged_json, "$")
-    names: dict[str, list[str]] = {p: [] for p in phases}
+    by_phase: dict[str, list[dict]] = {p: [] for p in phases}
     for i, img in enumerate(images):
         where = f"images[{i}]"
         phase = get_field(img, "phase", merged_json, where)
-        if phase in names:
-            names[phase].append(str(get_field(img, "file_name", merged_json, where)))
-    for phase, lst in names.items():
+        if phase in by_phase:
+            entry = {"where": where, "image_id": get_field(img, "image_id", merged_json, where),
+                     "file_name": str(get_field(img, "file_name", merged_json, where))}
+            for key in ("height", "width"):
+                v = get_field(img, key, merged_json, where)
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise DatasetError(f"expected a positive integer, got {v!r}", path=merged_json,
+                                       field=f"{where}.{key}")
+                entry[key] = v
+            by_phase[phase].append(entry)
+    for phase, lst in by_phase.items():
         if not lst:
             raise DatasetError(f"no images with phase {phase!r} (empty split)", path=merged_json,
                                field="images[].phase")
-    return {p: sorted(lst) for p, lst in names.items()}
+        lst.sort(key=lambda e: e["file_name"])
+    segs: dict = {}  # annotation id -> (where, image_id, category_id, segmentation); dict order = painting order
+    for i, ann in enumerate(get_field(data, "annos_segmentation", merged_json, "$")):
+        where = f"annos_segmentation[{i}]"
+        cat = get_field(ann, "category_id", merged_json, where)
+        if isinstance(cat, bool) or not isinstance(cat, int):
+            raise DatasetError(f"expected an integer, got {cat!r}", path=merged_json, field=f"{where}.category_id")
+        segs[get_field(ann, "id", merged_json, where)] = (where, get_field(ann, "image_id", merged_json, where),
+                                                         cat, get_field(ann, "segmentation", merged_json, where))
+    by_image: dict = {}
+    for where, image_id, cat, seg in segs.values():
+        by_image.setdefault(image_id, []).append((where, cat, seg))
+    return by_phase, by_image
 
 
 def convert_pc59(voc_dir: str | Path, out_dir: str | Path, workers: int = 1) -> dict:
     """``VOCdevkit/VOC2010`` → ``pascal_ctx_d2/{images, annotations_ctx59}/{training,validation}``."""
     voc_dir, out_dir = Path(voc_dir), Path(out_dir)
-    merged = require_file(voc_dir / "trainval_merged.json", "PASCAL Context split file", HINT)
+    merged = require_file(voc_dir / "trainval_merged.json", "PASCAL Context annotations (Detail API JSON)", HINT)
     jpeg_dir = require_dir(voc_dir / "JPEGImages", "VOC2010 images", HINT)
-    mat_dir = require_dir(voc_dir / "trainval", "PASCAL Context labels (trainval/*.mat)", HINT)
     counts: dict[str, int] = {}
     items = []
-    by_phase = split_images(merged, tuple(phase for _split, phase in SPLITS))
+    by_phase, by_image = read_detail(merged, tuple(phase for _split, phase in SPLITS))
     for split, phase in SPLITS:
-        names = by_phase[phase]
-        counts[split] = len(names)
-        for name in names:
+        entries = by_phase[phase]
+        counts[split] = len(entries)
+        for image in entries:
+            name = image["file_name"]
             stem = Path(name).stem
             out_jpg = out_dir / "images" / split / name
             out_png = out_dir / "annotations_ctx59" / split / f"{stem}.png"
@@ -175,8 +247,9 @@ def convert_pc59(voc_dir: str | Path, out_dir: str | Path, workers: int = 1) -> 
             src = jpeg_dir / name
             if not src.is_file():
                 raise DatasetError(f"image listed with phase {phase!r} is missing: {src}", path=merged,
-                                   field=f"images[file_name={name}]")
-            items.append((str(src), str(mat_dir / f"{stem}.mat"), str(out_jpg), str(out_png)))
+                                   field=image["where"])
+            items.append((str(src), str(out_jpg), str(out_png), image, by_image.get(image["image_id"], []),
+                          str(merged)))
     parallel_map(_pc59_one, items, workers, desc="pascal_ctx_59")
     return {**counts, "written": len(items)}
 
@@ -192,7 +265,7 @@ def _pc459_one(item) -> None:
 def convert_pc459(voc_dir: str | Path, out_dir: str | Path, workers: int = 1) -> dict:
     """``trainval/<stem>.mat`` for the images in ``pascal_ctx_d2/images/<split>`` → 16-bit TIFFs."""
     voc_dir, out_dir = Path(voc_dir), Path(out_dir)
-    mat_dir = require_dir(voc_dir / "trainval", "PASCAL Context labels (trainval/*.mat)", HINT)
+    mat_dir = require_dir(voc_dir / "trainval", "PASCAL Context labels (trainval/*.mat)", HINT_459)
     counts: dict[str, int] = {}
     items = []
     for split, _phase in SPLITS:
