@@ -2,13 +2,16 @@
 compare what they write; prints one line per check and exits 1 on any difference.
 
     python benchmarks/reference_parity.py --mask2former DIR --fcclip DIR --panopticapi DIR \
-        --detail-api DIR [--scale 1 3] [--keep DIR]
+        --detail-api DIR --detectron2 DIR [--scale 1 3] [--keep DIR]
 
 Each DIR is a clone of the public repository (facebookresearch/Mask2Former, bytedance/fc-clip,
-cocodataset/panopticapi, zhanghang1989/detail-api); a data set whose reference is not given is skipped.
+cocodataset/panopticapi, zhanghang1989/detail-api, facebookresearch/detectron2); a data set whose
+references are not given is skipped.
 The raw data are the prepare tests' fixtures (``smart/data/prepare/fixtures.py``), written once per
 ``--scale`` (scale > 1 enlarges every map and gives the images a texture). Compared:
 
+* COCO panoptic → semantic (Mask2Former ``datasets/prepare_coco_semantic_annos_from_panoptic_annos.py``
+  with detectron2's ``COCO_CATEGORIES``): semantic PNG pixels.
 * ADE20K-150 (Mask2Former ``datasets/prepare_ade20k_sem_seg.py``, ``prepare_ade20k_pan_seg.py``, run
   with panopticapi on ``PYTHONPATH``): semantic PNG pixels; panoptic JSON ``images`` and
   ``categories`` equal; per image the same segments in the same order with equal ``category_id``,
@@ -18,9 +21,9 @@ The raw data are the prepare tests' fixtures (``smart/data/prepare/fixtures.py``
 * ADE20K-847 (fc-clip ``datasets/prepare_ade20k_full_sem_seg.py``): image JPEG bytes and label TIFF
   pixels.
 * PASCAL Context 59 / 459 (fc-clip ``datasets/prepare_pascal_ctx_sem_seg.py`` with the Detail API,
-  ``prepare_pascal_ctx_full_sem_seg.py``): label pixels and copied image bytes. The Detail API's
-  compiled ``_mask`` module is pycocotools' ``_mask`` (the same RLE code), and ``skimage.io``, which
-  it imports only to show images, is stubbed when missing.
+  ``prepare_pascal_ctx_full_sem_seg.py``): label pixels and copied image bytes.
+
+What the scripts import without using it for the conversion is provided by a shim (``SHIM`` below).
 """
 
 from __future__ import annotations
@@ -45,16 +48,30 @@ from smart.data.prepare import fixtures  # noqa: E402
 from smart.data.prepare.common import Context  # noqa: E402
 from smart.data.prepare.runner import prepare_dataset  # noqa: E402
 
-# Runs a reference script as __main__ after making the Detail API importable without its compiled part.
-DETAIL_SHIM = """
-import runpy, sys, types
+# Runs a reference script as __main__ with what it imports but does not use for the conversion made
+# available: the Detail API's compiled RLE module (= pycocotools' _mask, the same code), skimage.io
+# (used only to show images), fvcore's downloader (imported, unused) and detectron2's builtin_meta
+# (plain data, loaded from the detectron2 clone's file).
+SHIM = """
+import importlib.util, os, runpy, sys, types
 import pycocotools._mask
 sys.modules["detail._mask"] = pycocotools._mask
+def stub(name, **attrs):
+    mod = types.ModuleType(name); mod.__dict__.update(attrs); sys.modules[name] = mod; return mod
 try:
     import skimage.io  # noqa: F401
 except ImportError:
-    sk = types.ModuleType("skimage"); sk.io = types.ModuleType("skimage.io")
-    sys.modules["skimage"], sys.modules["skimage.io"] = sk, sk.io
+    stub("skimage", io=stub("skimage.io"))
+try:
+    import fvcore.common.download  # noqa: F401
+except ImportError:
+    stub("fvcore", common=stub("fvcore.common", download=stub("fvcore.common.download", download=None)))
+meta = os.environ.get("PARITY_D2_BUILTIN_META")
+if meta:
+    spec = importlib.util.spec_from_file_location("detectron2.data.datasets.builtin_meta", meta)
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    stub("detectron2", data=stub("detectron2.data", datasets=stub("detectron2.data.datasets", builtin_meta=mod)))
+    sys.modules["detectron2.data.datasets.builtin_meta"] = mod
 import matplotlib
 matplotlib.use("Agg")
 runpy.run_path(sys.argv[1], run_name="__main__")
@@ -72,11 +89,10 @@ class Report:
         print(f"  {'ok  ' if ok else 'FAIL'} {what}" + (f": {detail}" if detail and not ok else ""))
 
 
-def run_reference(script: Path, data: Path, *, cwd: Path, pythonpath: list[Path], shim: bool = False) -> None:
-    env = dict(os.environ, DETECTRON2_DATASETS=str(data),
+def run_reference(script: Path, data: Path, *, cwd: Path, pythonpath: list[Path], env: dict | None = None) -> None:
+    env = dict(os.environ, DETECTRON2_DATASETS=str(data), **(env or {}),
                PYTHONPATH=os.pathsep.join([str(p) for p in pythonpath] + [os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-c", DETAIL_SHIM, str(script)] if shim else [sys.executable, str(script)]
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", SHIM, str(script)], cwd=cwd, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{script} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
 
@@ -94,6 +110,15 @@ def ids_of(path: Path) -> np.ndarray:
 def same_pixels(a: Path, b: Path) -> bool:
     x, y = np.asarray(Image.open(a)), np.asarray(Image.open(b))
     return x.shape == y.shape and x.dtype == y.dtype and bool((x == y).all())
+
+
+def compare_coco(rep: Report, mine: Path, ref: Path) -> None:
+    for split in ("val2017", "train2017"):
+        a, b = mine / "coco" / f"panoptic_semseg_{split}", ref / "coco" / f"panoptic_semseg_{split}"
+        names = sorted(p.name for p in b.iterdir())
+        rep.check(names == sorted(p.name for p in a.iterdir()), f"coco panoptic_semseg_{split}: same files")
+        rep.check(all(same_pixels(a / n, b / n) for n in names), f"coco panoptic_semseg_{split}: same pixels "
+                                                                  f"({len(names)} maps)")
 
 
 def compare_ade150(rep: Report, mine: Path, ref: Path) -> None:
@@ -170,6 +195,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fcclip", type=Path, help="clone of bytedance/fc-clip")
     ap.add_argument("--panopticapi", type=Path, help="clone of cocodataset/panopticapi (for Mask2Former's script)")
     ap.add_argument("--detail-api", type=Path, help="clone of zhanghang1989/detail-api (for fc-clip's PC-59 script)")
+    ap.add_argument("--detectron2", type=Path, help="clone of facebookresearch/detectron2 (COCO_CATEGORIES, for "
+                                                    "Mask2Former's COCO script)")
     ap.add_argument("--scale", type=int, nargs="+", default=[1, 3], help="fixture enlargement factors")
     ap.add_argument("--keep", type=Path, default=None, help="keep the data trees here")
     args = ap.parse_args(argv)
@@ -181,6 +208,14 @@ def main(argv=None) -> int:
             mine, ref = base / f"scale{scale}" / "smart", base / f"scale{scale}" / "reference"
             for d in (mine, ref):
                 shutil.rmtree(d, ignore_errors=True)
+            if args.mask2former and args.panopticapi and args.detectron2:
+                for d in (mine, ref):
+                    fixtures.build_coco(d, scale=scale)
+                ours(mine, "coco")
+                run_reference(args.mask2former / "datasets/prepare_coco_semantic_annos_from_panoptic_annos.py", ref,
+                              cwd=ref, pythonpath=[args.panopticapi],
+                              env={"PARITY_D2_BUILTIN_META": str(args.detectron2 / "detectron2/data/datasets/builtin_meta.py")})
+                compare_coco(rep, mine, ref)
             if args.mask2former and args.panopticapi:
                 for d in (mine, ref):
                     fixtures.build_ade(d, scale=scale)
@@ -206,7 +241,7 @@ def main(argv=None) -> int:
                 ours(mine, "pascal_ctx_459")
                 for script in ("prepare_pascal_ctx_sem_seg.py", "prepare_pascal_ctx_full_sem_seg.py"):
                     run_reference(args.fcclip / "datasets" / script, ref, cwd=ref,
-                                  pythonpath=[args.detail_api / "PythonAPI"], shim=True)
+                                  pythonpath=[args.detail_api / "PythonAPI"])
                 compare_pascal(rep, mine, ref)
     finally:
         if args.keep is None:

@@ -278,3 +278,35 @@ def test_prepared_gt_loads_and_scores_as_panopticapi(ade_root, make_ctx):
     gt_json.write_text(json.dumps(data))
     with pytest.raises(DatasetError, match="no pixels"):
         Dataset.open("ade150", profile="paper", root=ade_root)[1]
+
+
+def test_id_check_admits_empty_stuff_only(ade_root):
+    from smart.data.prepare import checks
+
+    _convert_val(ade_root)
+    ade = ade_root / "ADEChallengeData2016"
+    json_path, png_dir = ade / "ade20k_panoptic_val.json", ade / "ade20k_panoptic_val"
+    assert checks.check_panoptic_ids(json_path, png_dir, empty_stuff=True) == 2
+    with pytest.raises(DatasetError, match=f"segments_info ids \\[{SKY}\\] do not occur"):
+        checks.check_panoptic_ids(json_path, png_dir)  # the covered sky
+    data = json.loads(json_path.read_text())
+    data["annotations"][0]["segments_info"].append({"id": 77, "category_id": 7, "area": 1, "bbox": [0, 0, 1, 1],
+                                                    "iscrowd": 0})  # a bed (thing) without pixels
+    json_path.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match="ids \\[77\\] do not occur"):
+        checks.check_panoptic_ids(json_path, png_dir, empty_stuff=True)
+
+
+def test_output_of_an_earlier_converter_is_refused(ade_root, make_ctx):
+    assert prepare_dataset(make_ctx(ade_root), "ade20k_150")
+    stamp_file = ade_root / ".prepared/ade20k_150.json"
+    stamp = json.loads(stamp_file.read_text())
+    assert stamp["converter"] == 2
+    del stamp["converter"]  # a stamp written before converters had versions
+    stamp_file.write_text(json.dumps(stamp))
+    kept = (ade_root / "ADEChallengeData2016/ade20k_panoptic_val.json").read_bytes()
+    with pytest.raises(DatasetError) as ei:
+        prepare_dataset(make_ctx(ade_root, force=True), "ade20k_150")
+    msg = str(ei.value)
+    assert str(stamp_file) in msg and "converter version 1" in msg and "ade20k_panoptic_val" in msg
+    assert (ade_root / "ADEChallengeData2016/ade20k_panoptic_val.json").read_bytes() == kept  # nothing touched

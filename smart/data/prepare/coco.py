@@ -6,11 +6,17 @@ every segment of ``segments_info`` — **crowd segments included** — its categ
 detectron2's ``COCO_CATEGORIES`` order (``builtin_vocab("coco_panoptic")``, 0..132); VOID (id 0)
 stays 255. The map is written as a grayscale PNG under the annotation's ``file_name``.
 
-This is not detectron2's ``prepare_panoptic_fpn.py`` (which maps all things to 0).
+Reference: Mask2Former ``datasets/prepare_coco_semantic_annos_from_panoptic_annos.py``
+(facebookresearch/Mask2Former, commit 161be514814ea63440fae520d2ec72707b62ba54) with detectron2's
+``builtin_meta.COCO_CATEGORIES``; the maps are pixel for pixel that script's
+(``benchmarks/reference_parity.py``). This is not detectron2's ``prepare_panoptic_fpn.py`` (which
+maps all things to 0).
 
-Bad input stops with a :class:`DatasetError`: a category id not among the 133, a PNG id missing
-from ``segments_info`` or a ``segments_info`` id missing from the PNG, an unreadable PNG, an empty
-annotation list.
+Remaining differences, none of which changes a pixel of valid data: bad input stops with a
+:class:`DatasetError` — a category id not among the 133 (the reference: ``KeyError``), a PNG id
+missing from ``segments_info`` or a ``segments_info`` id missing from the PNG (the reference leaves
+such pixels 255 or ignores the entry), an unreadable PNG, an empty annotation list; existing maps are
+kept, so an interrupted run resumes.
 """
 
 from __future__ import annotations

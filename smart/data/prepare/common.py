@@ -40,6 +40,23 @@ log = logging.getLogger("smart.prepare")
 STAMP_DIR = ".prepared"
 STAMP_VERSION = 1
 
+# Version of each converter's output, recorded in the data set's stamp ("converter"; 1 if absent).
+# It is bumped when the output changes; data prepared by an earlier version are refused by
+# runner.prepare_dataset with what to remove, instead of being kept or mixed with new output.
+CONVERTERS: dict[str, tuple[int, str, str]] = {  # dataset -> (version, what changed, outputs to remove)
+    "ade20k_150": (2, "the panoptic ground truth is now Mask2Former's: its palette, and stuff areas and boxes "
+                      "from the semantic map with stuff covered by things kept",
+                   "ADEChallengeData2016/ade20k_panoptic_train, ade20k_panoptic_val and their .json files"),
+    "ade20k_847": (2, "images over 512 px are now resized with OpenCV INTER_LINEAR, as fc-clip's script does",
+                   "ADE20K_2021_17_01/images_detectron2"),
+    "pascal_ctx_59": (2, "the labels are now painted from trainval_merged.json, as fc-clip's script does",
+                      "pascal_ctx_d2/annotations_ctx59"),
+}
+
+
+def converter_version(dataset: str) -> int:
+    return CONVERTERS[dataset][0] if dataset in CONVERTERS else 1
+
 # PIL's decompression-bomb limit (~179 MP for an error) is meant for untrusted web images; the
 # benchmark images are trusted input and a few ADE20K-full scans are very large, so the limit is
 # raised (never lowered) to 2^30 pixels while preparing.
@@ -249,6 +266,7 @@ def write_stamp(ctx: Context, dataset: str, extra: dict | None = None) -> Path:
     data = {
         "dataset": dataset,
         "version": STAMP_VERSION,
+        "converter": converter_version(dataset),
         "root": str(ctx.root),
         "count_check": not ctx.skip_count_check,
         "counts": ctx.counts.get(dataset, {}),

@@ -10,6 +10,9 @@
   (``<stem>.png``), and the panoptic PNG ids agree with ``segments_info`` (both directions);
 * 2000 validation images (unless ``--skip-count-check``).
 
+There is no reference conversion: Mask2Former's and FC-CLIP's ``register_mapillary_vistas_panoptic.py``
+read these files of the v1.2 download as they are, and so does :mod:`smart.data.registry`.
+
 The training split is not needed by SMART (Mapillary is evaluation only) and is not checked. The
 research download of Mapillary Vistas v2.0 stores the v1.2 annotations under
 ``<split>/v1.2/{labels,panoptic,...}``; such a layout is reported with a hint to move them.

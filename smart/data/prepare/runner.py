@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from smart.errors import InputError
+from smart.errors import DatasetError, InputError
 
-from .common import Context, read_stamp, stamp_path
+from .common import CONVERTERS, Context, converter_version, read_stamp, stamp_path
 
 log = logging.getLogger("smart.prepare")
 
@@ -38,7 +38,14 @@ def _step(name: str):
 
 def prepare_dataset(ctx: Context, name: str) -> bool:
     """Prepare one dataset; returns False if it was skipped because its stamp exists."""
-    if not ctx.force and read_stamp(ctx.root, name) is not None:
+    stamp = read_stamp(ctx.root, name)
+    if stamp is not None and stamp.get("converter", 1) < converter_version(name):
+        _version, what, remove = CONVERTERS[name]
+        raise DatasetError(f"{name} was prepared by converter version {stamp.get('converter', 1)}; version "
+                           f"{converter_version(name)} writes other output ({what}). Remove {remove} under "
+                           f"{ctx.root} and this stamp, then run `python -m smart prepare {name}` again",
+                           path=stamp_path(ctx.root, name), field="converter")
+    if not ctx.force and stamp is not None:
         log.info("%s: already prepared (%s); use --force to run again", name, stamp_path(ctx.root, name))
         return False
     log.info("%s: preparing under %s", name, ctx.root)
