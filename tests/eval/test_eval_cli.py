@@ -55,6 +55,22 @@ def test_panoptic_cli_bad_input_exits_2_naming_image_and_segment(tmp_path, capsy
     assert "im1" in err and "segment 2" in err
 
 
+def test_panoptic_cli_empty_gt_stuff(tmp_path, capsys):
+    """A GT stuff segment without pixels (Mask2Former's ADE20K-150 GT): an error that names the flag,
+    and with the flag a false negative of its category."""
+    gt = np.array([[1, 1, 2, 2]])
+    gj, gd = write_set(tmp_path, "gt", [img("im1", gt, [seg(1, 0, gt), seg(2, 2, gt), seg(3, 1, area=5)])], CATS)
+    pj, pd = write_set(tmp_path, "pred", [img("im1", gt, [seg(1, 0), seg(2, 2)])])
+    args = ["evaluate", "panoptic", "--gt-json", str(gj), "--pred-json", str(pj), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "segment 3" in err and "--empty-gt-stuff" in err
+    out = tmp_path / "m.json"
+    assert main(args + ["--empty-gt-stuff", "--out", str(out)]) == 0
+    per_class = json.loads(out.read_text())["per_class"]
+    assert per_class["1"]["fn"] == 1 and per_class["0"]["tp"] == 1 and per_class["2"]["tp"] == 1
+
+
 def test_semantic_cli(tmp_path, capsys):
     rng = np.random.default_rng(0)
     for i in range(4):
