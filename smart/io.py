@@ -141,6 +141,13 @@ def _decode_rgb8_png(data: bytes) -> tuple[np.ndarray | None, tuple[int, int]]:
     return rgba.reshape(-1).view("<u4"), size
 
 
+def empty_gt_segment_allowed(isthing: Any, iscrowd: Any) -> bool:
+    """Whether a GT segment may be listed with no pixel in its panoptic PNG, in data sets that admit such
+    segments (``empty_gt_stuff``): a non-crowd stuff segment. Mask2Former's ADE20K-150 GT keeps a stuff
+    region that things cover entirely; panopticapi counts it as a false negative."""
+    return not isthing and not iscrowd
+
+
 def write_panoptic_png(path: str | Path, ids: np.ndarray) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(id2rgb(ids), mode="RGB").save(path, format="PNG")

@@ -24,7 +24,7 @@ import numpy as np
 
 from smart.data.categories import Vocabulary, builtin_vocab, load_vocab_json, vocabulary_from_json_list
 from smart.errors import DatasetError
-from smart.io import load_json, read_label_map, read_panoptic_png, read_rgb
+from smart.io import empty_gt_segment_allowed, load_json, read_label_map, read_panoptic_png, read_rgb
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 MINI_VOCAB_FILE = "vocab/categories_with_synonyms.json"
@@ -438,7 +438,7 @@ class Dataset:
             missing = json_ids - png_ids
             if self.spec.empty_gt_stuff:
                 missing = {s["id"] for s in rec["segments_info"]
-                           if s["id"] in missing and (s["isthing"] or s["iscrowd"])}
+                           if s["id"] in missing and not empty_gt_segment_allowed(s["isthing"], s["iscrowd"])}
             if missing:
                 raise DatasetError(f"segments {sorted(missing)[:5]} of image {rec['image_id']!r} "
                                    f"have no pixels in the PNG", path=rec["pan_seg_file"], field="segments_info")

@@ -47,6 +47,7 @@ import numpy as np
 
 from smart.errors import InputError
 from smart.eval.io import OFFSET, VOID, load_json, read_panoptic_png
+from smart.io import empty_gt_segment_allowed
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +259,8 @@ def evaluate_image(image_id: Any, gt_ids: Any, gt_segments_info: Sequence[Mappin
     png_only = [g for g in gt_area_png if g != VOID and g not in gt_segms]
     gt_json_only = [g for g in gt_segms if g not in gt_area_png]
     if empty_gt_stuff:  # stuff covered entirely by things, as Mask2Former's ADE20K-150 GT lists it
-        gt_json_only = [g for g in gt_json_only if gt_segms[g].iscrowd == 1
-                        or categories.get(gt_segms[g].category_id, {}).get("isthing", 1) == 1]
+        gt_json_only = [g for g in gt_json_only if not empty_gt_segment_allowed(
+            categories.get(gt_segms[g].category_id, {}).get("isthing", 1) == 1, gt_segms[g].iscrowd == 1)]
     for ids, what, hint in ((png_only, "in the GT PNG but not in its segments_info", ""),
                             (gt_json_only, "in the GT segments_info but not in the PNG",
                              "" if empty_gt_stuff else

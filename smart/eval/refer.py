@@ -265,17 +265,17 @@ def evaluate_referring(models: Mapping[str, nn.Module], dataset: Any,
         lengths = [int(offsets[i + 1] - offsets[i]) for i in group]
         gt_per_expr = gts.repeat_interleave(torch.as_tensor(lengths), dim=0)  # (N_img, H, W)
         expr = torch.cat([torch.arange(int(offsets[i]), int(offsets[i + 1])) for i in group])  # (N_img,)
+        eg = expr_group[expr.numpy()] if expr_group is not None else None  # (N_img,) group of each expression
         for name, model in models.items():
             z, empty = mask_embeddings(model, images, props)  # (1, Q, E), (1, Q)
             valid = ~empty[0] if skip_empty else None  # (Q,)
             idx = select_proposals(z[0], text[name][expr.to(text[name].device)], valid)  # (N_img,)
-            pred = binarise_selected(props[0], idx, (H, W))  # (N_img, H, W) bool
-            acc[name].add(pred.cpu(), gt_per_expr)
-            if expr_group is not None:
-                eg = expr_group[expr.numpy()]  # (N_img,) group of each expression
+            pred = binarise_selected(props[0], idx, (H, W)).cpu()  # (N_img, H, W) bool
+            acc[name].add(pred, gt_per_expr)
+            if eg is not None:
                 for g in sorted(set(eg) - {""}):
                     sel = torch.from_numpy(eg == g)
-                    by_group[name].setdefault(g, OIoUAccumulator()).add(pred.cpu()[sel], gt_per_expr[sel])
+                    by_group[name].setdefault(g, OIoUAccumulator()).add(pred[sel], gt_per_expr[sel])
         bar.update(len(group))
     bar.close()
     seconds = round(time.perf_counter() - t0, 2)

@@ -81,6 +81,7 @@ from . import checks
 from .common import (
     Context,
     Journal,
+    bbox_of,
     image_size,
     list_files,
     parallel_map,
@@ -240,11 +241,8 @@ def _pan_one(item, mapping: dict[int, int], seed: int) -> list:
     def add(sid: int, cat: int, mask: np.ndarray) -> None:
         """Paint ``mask`` and list it with the area and box of ``mask`` itself (the reference's rule)."""
         pan[mask] = sid
-        cols = np.flatnonzero(mask.any(axis=0))
-        rows = np.flatnonzero(mask.any(axis=1))
-        x, y = int(cols[0]), int(rows[0])
-        segments.append({"id": int(sid), "category_id": int(cat), "area": int(mask.sum()),
-                         "bbox": [x, y, int(cols[-1]) - x + 1, int(rows[-1]) - y + 1], "iscrowd": 0})
+        segments.append({"id": int(sid), "category_id": int(cat), "area": int(mask.sum()), "bbox": bbox_of(mask),
+                         "iscrowd": 0})
 
     for c in np.unique(sem):  # stuff first: whole semantic-map regions
         c = int(c)

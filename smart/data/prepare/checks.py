@@ -19,6 +19,7 @@ from smart.errors import DatasetError
 
 from .common import (
     Context,
+    empty_gt_segment_allowed,
     get_field,
     list_files,
     parallel_map,
@@ -91,8 +92,8 @@ def check_panoptic_ids(json_path: str | Path, png_dir: str | Path, workers: int 
                        empty_stuff: bool = False) -> int:
     """Check that PNG segment ids and JSON ``segments_info`` ids agree; returns the annotation count.
 
-    With ``empty_stuff``, a listed segment of a stuff category (``isthing`` 0 in the JSON's categories)
-    may be absent from the PNG.
+    With ``empty_stuff``, a listed non-crowd segment of a stuff category (``isthing`` 0 in the JSON's
+    categories) may be absent from the PNG (:func:`smart.io.empty_gt_segment_allowed`).
     """
     json_path, png_dir = Path(json_path), Path(png_dir)
     data = read_json(json_path, "panoptic JSON")
@@ -108,7 +109,8 @@ def check_panoptic_ids(json_path: str | Path, png_dir: str | Path, workers: int 
         name = get_field(ann, "file_name", json_path, where)
         segs = get_field(ann, "segments_info", json_path, where)
         ids = [int(get_field(s, "id", json_path, f"{where}.segments_info[{j}]")) for j, s in enumerate(segs)]
-        may_be_empty = {int(s["id"]) for s in segs if s.get("category_id") in stuff}
+        may_be_empty = {int(s["id"]) for s in segs
+                        if empty_gt_segment_allowed(s.get("category_id") not in stuff, s.get("iscrowd", 0))}
         items.append((str(png_dir / name), ids, may_be_empty, str(json_path), where))
     parallel_map(_check_pan_one, items, workers, desc=f"check {png_dir.name}")
     return len(items)

@@ -24,6 +24,8 @@ from PIL import Image
 from smart.errors import DatasetError, InputError
 from smart.io import (  # noqa: F401  (used by the preparation modules)
     atomic_path,
+    bbox_of,
+    empty_gt_segment_allowed,
     load_json,
     open_image,
     read_image,
